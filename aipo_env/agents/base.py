@@ -1,0 +1,87 @@
+"""The interface every consult agent implements, and the request/reply types it speaks.
+
+An agent answers one :class:`ConsultRequest` with an :class:`AgentReply`. Agents backed by a
+model may answer many requests at once through :meth:`Agent.reply_batch`; the default answers
+them one by one. The environment guards every call: an agent that raises or returns garbage
+yields an "unavailable" note in the transcript, never an exception in ``step``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aipo_env.episode import Segment
+from aipo_env.tasks.base import Problem, Task
+
+
+@dataclass(frozen=True)
+class ConsultRequest:
+    """One question to one agent, with the context it may use.
+
+    Attributes:
+        agent: the addressed agent's name (``verify``, ``knowledge`` or ``reasoning``).
+        query: the policy's question, tags removed.
+        problem: the problem being solved (agents without ``reference_access`` must not read
+            ``problem.answer`` or ``problem.steps``).
+        task: the task, for its scorer and knowledge.
+        segments: the transcript so far, the consulting turn included.
+    """
+
+    agent: str
+    query: str
+    problem: Problem
+    task: Task
+    segments: tuple[Segment, ...]
+
+    @property
+    def policy_text(self) -> str:
+        """Everything the policy has written so far."""
+        return "".join(segment.text for segment in self.segments if segment.source == "policy")
+
+    @property
+    def question(self) -> str:
+        """The problem statement as the policy saw it."""
+        return self.problem.question
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """An agent's answer.
+
+    Attributes:
+        text: the reply as it enters the transcript (the env trims it to its budget).
+        ok: ``False`` when the agent failed and ``text`` is a fallback note.
+        error: what went wrong, for ``info`` and counters (never holds secrets).
+        token_logprobs: per-token log-probabilities of ``text`` under the agent's model, when
+            the backend reports them (AIPO's ``raw`` coefficient uses them).
+    """
+
+    text: str
+    ok: bool = True
+    error: str | None = None
+    token_logprobs: tuple[float, ...] | None = None
+
+
+class Agent(ABC):
+    """A helper that answers consults.
+
+    Attributes:
+        name: the role name the agent answers to.
+        reference_access: whether the agent reads the reference answer and solution.
+    """
+
+    name: str = "agent"
+    reference_access: bool = False
+
+    @abstractmethod
+    def reply(self, request: ConsultRequest) -> AgentReply:
+        """Answer one request."""
+
+    def reply_batch(self, requests: Sequence[ConsultRequest]) -> list[AgentReply]:
+        """Answer many requests; backends override this to run them concurrently."""
+        return [self.reply(request) for request in requests]
+
+    def close(self) -> None:
+        """Release clients, servers or models. Safe to call twice."""

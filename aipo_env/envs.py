@@ -1,0 +1,223 @@
+"""The registered environments: one class per problem family, documented the Gymnasium way.
+
+Every class takes its family's options and passes the rest (``agents``, ``consult``,
+``max_turns``, ...) to :class:`~aipo_env.core.ReasoningEnv`, whose docstring lists them. Task
+modules are imported when an env is built, so ``import aipo_env`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aipo_env.core import ReasoningEnv
+
+
+class ArithmeticEnv(ReasoningEnv):
+    """## Description
+
+    The built-in step-by-step family: chains of arithmetic operations ("Start with 7. Add 5,
+    then multiply by 3, then subtract 4. What number do you get?") with a reference solution of
+    one step per operation. Needs no data and no model; the Reasoning agent reveals one step per
+    consult, the Verify agent checks steps and answers exactly.
+
+    ## Action Space
+
+    ``Transcript(max_action_chars)``: the policy's text for one turn. A turn ending in
+    ``<consult agent="verify|knowledge|reasoning">query</consult>`` is a consult; any other turn
+    is the final response (see :mod:`aipo_env.protocol` for malformed actions).
+
+    ## Observation Space
+
+    ``Transcript``: the whole transcript so far, i.e. the prompt, every action, and every
+    ``<feedback agent="...">`` reply, concatenated.
+
+    ## Rewards
+
+    1 for a final ``\\boxed{N}`` equal to the chain's value, else 0; minus ``consult_cost`` per
+    answered consult and ``invalid_action_penalty`` per invalid consult.
+
+    ## Episode End
+
+    Terminates on a final response or on the ``max_turns``-th turn (scored as final). Never
+    truncates.
+
+    ## Arguments
+
+    * ``level``: 1 (one addition of digits) to 10 (ten operations on four-digit numbers), or an
+      inclusive range ``(low, high)``. Default ``(1, 3)``.
+    * ``size``: number of problems (default 10000), ``split``: ``"train"`` or ``"test"``,
+      ``seed``: generator seed.
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        level: int | tuple[int, int] = (1, 3),
+        size: int = 10_000,
+        split: str = "train",
+        seed: int = 0,
+        **env_kwargs: Any,
+    ) -> None:
+        from aipo_env.tasks.arithmetic import ArithmeticTask
+
+        super().__init__(ArithmeticTask(level=level, size=size, split=split, seed=seed), **env_kwargs)
+
+
+class MathEnv(ReasoningEnv):
+    """## Description
+
+    Free-form competition and grade-school math. The final response is scored with math-verify
+    against the reference answer (``\\boxed{}`` answers; GSM8K's ``#### N`` is accepted too).
+
+    ## Action Space
+
+    ``Transcript(max_action_chars)``; see :class:`ArithmeticEnv`.
+
+    ## Observation Space
+
+    ``Transcript``: the transcript so far.
+
+    ## Rewards
+
+    1 if math-verify judges the final answer equal to the reference, else 0 (a verifier time-out
+    scores 0 and is reported in ``info["score_details"]``); minus consult costs and penalties.
+
+    ## Episode End
+
+    As :class:`ArithmeticEnv`.
+
+    ## Arguments
+
+    * ``dataset``: ``"builtin"`` (a dozen bundled problems, offline), ``"math500"``, ``"gsm8k"``
+      or ``"aime"``.
+    * ``data_path``: a local JSONL, JSON or Parquet file in that dataset's format; without it the
+      Hugging Face hub is used.
+    * ``split``: the hub split; ``limit``: keep the first N problems; ``verify_timeout``:
+      seconds math-verify may spend on one response.
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "builtin",
+        data_path: str | None = None,
+        split: str | None = None,
+        limit: int | None = None,
+        verify_timeout: int = 5,
+        **env_kwargs: Any,
+    ) -> None:
+        from aipo_env.tasks.math import math_task
+
+        task = math_task(dataset, data_path=data_path, split=split, limit=limit, timeout=verify_timeout)
+        super().__init__(task, **env_kwargs)
+
+
+class MultipleChoiceEnv(ReasoningEnv):
+    """## Description
+
+    Multiple-choice questions in the GPQA format: the question is shown with options (A)-(D),
+    shuffled deterministically per ``shuffle_seed`` and row, and the correct letter is tracked.
+
+    ## Action Space
+
+    ``Transcript(max_action_chars)``; see :class:`ArithmeticEnv`.
+
+    ## Observation Space
+
+    ``Transcript``: the transcript so far.
+
+    ## Rewards
+
+    1 if the letter read from the final response (``\\boxed{C}``, ``Answer: C``, ``(C)``) is
+    the correct one, else 0; minus consult costs and penalties.
+
+    ## Episode End
+
+    As :class:`ArithmeticEnv`.
+
+    ## Arguments
+
+    * ``dataset``: ``"builtin"`` (bundled questions, offline) or ``"gpqa"``.
+    * ``data_path``: a local CSV, JSONL or Parquet file in the GPQA format; without it the hub.
+    * ``split``, ``limit``, ``shuffle_seed``.
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "builtin",
+        data_path: str | None = None,
+        split: str | None = None,
+        limit: int | None = None,
+        shuffle_seed: int = 0,
+        **env_kwargs: Any,
+    ) -> None:
+        from aipo_env.tasks.multiple_choice import multiple_choice_task
+
+        task = multiple_choice_task(
+            dataset, data_path=data_path, split=split, limit=limit, shuffle_seed=shuffle_seed
+        )
+        super().__init__(task, **env_kwargs)
+
+
+class ProceduralEnv(ReasoningEnv):
+    """## Description
+
+    Any reasoning-gym task by name (``basic_arithmetic``, ``chain_sum``, ``leg_counting``, ...),
+    with its own generator settings and its own scorer.
+
+    ## Action Space
+
+    ``Transcript(max_action_chars)``; see :class:`ArithmeticEnv`.
+
+    ## Observation Space
+
+    ``Transcript``: the transcript so far.
+
+    ## Rewards
+
+    reasoning-gym's ``score_answer`` of the extracted answer (``<answer>...</answer>``, else the
+    last ``\\boxed{}``, else the last line), in ``[0, 1]``; ``correct`` means a score of 1.
+    Minus consult costs and penalties.
+
+    ## Episode End
+
+    As :class:`ArithmeticEnv`.
+
+    ## Arguments
+
+    * ``task``: the reasoning-gym dataset name; ``size``: problems generated; ``seed``.
+    * ``config``: a dict of that dataset's settings (e.g. ``{"min_terms": 2, "max_terms": 4}``).
+    * ``level``: a curriculum level of that dataset (0 = easiest), where reasoning-gym defines a
+      curriculum; it sets the difficulty attributes before ``config`` is applied.
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        task: str = "basic_arithmetic",
+        size: int = 500,
+        seed: int = 0,
+        config: dict[str, Any] | None = None,
+        level: int | None = None,
+        **env_kwargs: Any,
+    ) -> None:
+        from aipo_env.tasks.procedural import ProceduralTask
+
+        super().__init__(ProceduralTask(task, size=size, seed=seed, config=config, level=level), **env_kwargs)

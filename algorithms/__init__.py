@@ -1,0 +1,1 @@
+"""Learners that consume env episodes: rollout, advantages, losses, GRPO, AIPO, ILR, trainer."""
