@@ -116,7 +116,9 @@ class ReasoningEnv(gym.Env[str, str]):
         prompt = prompt[: self.max_prompt_chars]
         if self.instructions and self.consult_mode == "agents" and self.agents:
             prompt = f"{prompt}\n{self._consult_instructions()}"
-        self._record = EpisodeRecord(consults={name: 0 for name in self.protocol.agents}, problem_id=self.problem.id)
+        self._record = EpisodeRecord(
+            consults={name: 0 for name in self.protocol.agents}, problem_id=self.problem.id
+        )
         self._observation = ""
         self._turn = 0
         self._done = False
@@ -142,10 +144,16 @@ class ReasoningEnv(gym.Env[str, str]):
             self._record.invalid_actions += 1
             if not last_turn:
                 outcome = "penalised"
-                self._note(f"Invalid consult ({parsed.issue.replace('_', ' ')}): {self._consult_instructions()}")
+                self._note(
+                    f"Invalid consult ({parsed.issue.replace('_', ' ')}): {self._consult_instructions()}"
+                )
         elif parsed.kind is ActionKind.CONSULT and not last_turn:
             reward, outcome, agent_error = self._consult(parsed)
-        action_info: dict[str, Any] = {"kind": parsed.kind.value, "issue": parsed.issue, "agent": parsed.agent}
+        action_info: dict[str, Any] = {
+            "kind": parsed.kind.value,
+            "issue": parsed.issue,
+            "agent": parsed.agent,
+        }
         if agent_error is not None:
             action_info["agent_error"] = agent_error
         if outcome == "scored":
@@ -188,7 +196,9 @@ class ReasoningEnv(gym.Env[str, str]):
             self._note(refusal)
             return 0.0, "refused", None
         assert self.problem is not None
-        request = ConsultRequest(agent_name, parsed.query, self.problem, self.task, tuple(self._record.segments))
+        request = ConsultRequest(
+            agent_name, parsed.query, self.problem, self.task, tuple(self._record.segments)
+        )
         try:
             reply = self.agents[agent_name].reply(request)
             text, ok, error = str(reply.text), reply.ok, reply.error
@@ -219,14 +229,16 @@ class ReasoningEnv(gym.Env[str, str]):
         names = "|".join(name for name in self.protocol.agents if name in self.agents)
         return (
             f"To consult a helper, end your turn with "
-            f'{self.protocol.consult(names or "verify", "your question")}.'
+            f"{self.protocol.consult(names or 'verify', 'your question')}."
         )
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _finish(self, parsed: ParsedAction) -> float:
         assert self.problem is not None
-        response = parsed.text if parsed.kind is ActionKind.FINAL else self.protocol.strip_consult(parsed.text)
+        response = (
+            parsed.text if parsed.kind is ActionKind.FINAL else self.protocol.strip_consult(parsed.text)
+        )
         score = self.task.score(self.problem, response)
         self._record.score, self._record.correct = score.reward, score.correct
         self._record.extracted_answer = score.extracted
@@ -283,5 +295,7 @@ def _chosen_index(options: dict[str, Any] | None, size: int) -> int | None:
         raise ValueError(f'options["index"] must be an integer, got {index!r}')
     index = int(index)
     if not 0 <= index < size:
-        raise ValueError(f'options["index"]={index} is out of range: this dataset has {size} problems (0..{size - 1})')
+        raise ValueError(
+            f'options["index"]={index} is out of range: this dataset has {size} problems (0..{size - 1})'
+        )
     return index

@@ -151,7 +151,9 @@ def sanitize(text: str) -> str:
     if isinstance(text, bytes):
         return text.decode("utf-8", errors="replace")
     if not isinstance(text, str):
-        raise TypeError(f"an action must be a str (the policy's text for one turn), got {type(text).__name__}")
+        raise TypeError(
+            f"an action must be a str (the policy's text for one turn), got {type(text).__name__}"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

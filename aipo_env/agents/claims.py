@@ -39,7 +39,7 @@ def find_equations(text: str) -> list[Equation]:
     equations = []
     for chain in re.finditer(rf"{_EXPRESSION}(?:=\s*{_EXPRESSION})+", cleaned):
         sides = [side.strip().rstrip(".,") for side in chain.group().split("=")]
-        for left, right in zip(sides, sides[1:]):
+        for left, right in zip(sides, sides[1:], strict=False):
             left_value, right_value = evaluate(left), evaluate(right)
             if left_value is not None and right_value is not None:
                 equations.append(Equation(f"{left} = {right}", left_value, right_value))
@@ -64,7 +64,11 @@ def format_number(value: Fraction) -> str:
 
 
 def _value(node: ast.AST) -> Fraction:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         return Fraction(str(node.value))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         operand = _value(node.operand)

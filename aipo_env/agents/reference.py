@@ -65,8 +65,7 @@ class ReferenceVerify(Agent):
     def _judge_equation(request: ConsultRequest, equation: Any) -> str:
         if not equation.holds:
             return (
-                f"Incorrect: {equation.text} does not hold; the left side is "
-                f"{format_number(equation.left)}."
+                f"Incorrect: {equation.text} does not hold; the left side is {format_number(equation.left)}."
             )
         if not request.problem.steps:
             return f"Correct: {equation.text} holds."
@@ -161,4 +160,3 @@ def _overlap(entry: Mapping[str, Any], query: set[str], context: set[str]) -> fl
 
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", "", text.replace("×", "*").replace("\\times", "*")).lower()
-

@@ -35,7 +35,9 @@ class Row:
                 return value
         wanted = " or ".join(repr(key) for key in (name, *alternatives))
         present = ", ".join(sorted(map(str, self.data))) or "none"
-        raise DataError(f"{self.origin}, row {self.number}: missing field {wanted} (fields present: {present})")
+        raise DataError(
+            f"{self.origin}, row {self.number}: missing field {wanted} (fields present: {present})"
+        )
 
     def text(self, name: str, *alternatives: str) -> str:
         """Like :meth:`field`, converted to a stripped string."""
@@ -71,7 +73,9 @@ def read_rows(
 
 def _local_rows(path: Path) -> Iterator[Row]:
     if not path.is_file():
-        raise DataError(f"{path}: no such data file (pass data_path= the path of a .jsonl, .json, .parquet or .csv)")
+        raise DataError(
+            f"{path}: no such data file (pass data_path= the path of a .jsonl, .json, .parquet or .csv)"
+        )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from _jsonl_rows(path)
@@ -98,7 +102,9 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, row {number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+                raise DataError(
+                    f"{path}, row {number}: not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
             if not isinstance(record, dict):
                 raise DataError(f"{path}, row {number}: expected a JSON object, got {type(record).__name__}")
             yield Row(record, str(path), number)
