@@ -36,6 +36,9 @@ class ReferenceVerify(Agent):
     reference_access = True
 
     def reply(self, request: ConsultRequest) -> AgentReply:
+        specific = request.task.check(request.problem, f"{request.policy_text}")
+        if specific is not None:
+            return AgentReply(specific)
         if _ANSWER_WORDS.search(request.query):
             verdict = self._judge_answer(request, request.query)
             if verdict is not None:

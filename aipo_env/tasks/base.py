@@ -87,6 +87,15 @@ class Task(ABC):
         """The text shown to the policy at the start of an episode."""
         return f"{problem.question.strip()}\n\n{self.answer_format}"
 
+    def check(self, problem: Problem, claim: str) -> str | None:
+        """A task-specific reply of the reference Verify agent to ``claim``, or ``None``.
+
+        Tasks whose answers cannot be judged by :meth:`score` alone without leaking hidden
+        information (code: run only the visible examples) override this; ``None`` lets the
+        agent use its generic checks (candidate answers via :meth:`score`, equations).
+        """
+        return None
+
     def knowledge(self) -> Sequence[Mapping[str, Any]]:
         """Extra knowledge-base entries (``title``, ``text``, ``tags``) this task brings."""
         return ()
