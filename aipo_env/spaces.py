@@ -10,6 +10,7 @@ as their code points plus one (zero pads).
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,43 @@ class Transcript(Text):
 @flatten.register(Transcript)
 def _flatten_transcript(space: Transcript, x: str) -> np.ndarray:
     codes = np.zeros(space.max_length, dtype=np.int32)
-    codes[: len(x)] = [ord(character) + 1 for character in x[: space.max_length]]
+    points = np.frombuffer(x[: space.max_length].encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    codes[: len(points)] = points.astype(np.int32) + 1
     return codes
 
 
 @unflatten.register(Transcript)
 def _unflatten_transcript(space: Transcript, x: np.ndarray) -> str:
-    return "".join(chr(code - 1) for code in x if code != 0)
+    length = int(np.count_nonzero(x))  # zeros only pad the end
+    points = (np.asarray(x[:length], dtype=np.int64) - 1).astype("<u4")
+    return points.tobytes().decode("utf-32-le", "surrogatepass")
+
+
+class SharedTranscripts(Sequence[str]):
+    """A live view of the transcripts in an ``AsyncVectorEnv``'s shared memory.
+
+    Gymnasium reads a shared buffer once and relies on the result being a view (as NumPy arrays
+    are); strings are not, so this sequence decodes the buffer on every access. ``deepcopy`` (what
+    ``AsyncVectorEnv(copy=True)``, the default, returns) gives a plain tuple of strings.
+    """
+
+    def __init__(self, space: Transcript, shared_memory: Any, n: int) -> None:
+        self._space = space
+        self._codes = np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length))
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return _unflatten_transcript(self._space, self._codes[index])
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 @read_from_shared_memory.register(Transcript)
-def _read_transcript(space: Transcript, shared_memory: Any, n: int = 1) -> tuple[str, ...]:
-    data = np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length))
-    return tuple(_unflatten_transcript(space, row) for row in data)
+def _read_transcript(space: Transcript, shared_memory: Any, n: int = 1) -> SharedTranscripts:
+    return SharedTranscripts(space, shared_memory, n)

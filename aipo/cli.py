@@ -1,0 +1,112 @@
+"""The ``aipo`` command line.
+
+    aipo envs                      list the registered environment ids
+    aipo play ID [-o key=value]    play an episode yourself in the terminal
+    aipo demo                      the main job on its built-in default
+"""
+
+from __future__ import annotations
+
+import sys
+
+import gymnasium as gym
+import typer
+
+import aipo_env
+from aipo.play import follow_reasoning, parse_options, run_scripted_episode
+
+app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
+
+
+@app.command()
+def envs() -> None:
+    """List every registered aipo environment id with a one-line description."""
+    width = max(len(env_id) for env_id in aipo_env.ENV_IDS)
+    for env_id, description in aipo_env.ENV_IDS.items():
+        typer.echo(f"{env_id:<{width}}  {description}")
+
+
+@app.command()
+def play(
+    env_id: str = typer.Argument(..., help="An id from `aipo envs`, e.g. aipo/Arithmetic-v0."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Env keyword, key=value (repeatable)."),
+    seed: int | None = typer.Option(None, help="Seed for drawing the problem."),
+    index: int | None = typer.Option(None, help="Play problem number INDEX of the dataset."),
+) -> None:
+    """Play one episode: the problem is shown, you type turns, helper replies and the reward are printed.
+
+    A turn is one line; end a line with a backslash to continue the turn on the next line. End a
+    turn with <consult agent="verify|knowledge|reasoning">question</consult> to consult a helper.
+    """
+    env = _make(env_id, option)
+    observation, info = env.reset(seed=seed, options=None if index is None else {"index": index})
+    typer.secho(f"Problem {info['problem']['id']}", bold=True)
+    typer.echo(observation)
+    shown = len(observation)
+    while True:
+        turn = _read_turn(info["turns_left"])
+        if turn is None:
+            typer.echo("\nNo more input: the episode is left unfinished.")
+            raise typer.Exit(code=1)
+        observation, reward, terminated, truncated, info = env.step(turn)
+        reply = observation[shown + len(turn) :]
+        shown = len(observation)
+        if reply.strip():
+            typer.secho(reply.strip(), fg=typer.colors.CYAN)
+        if terminated or truncated:
+            verdict = "correct" if info["correct"] else "not correct"
+            typer.secho(
+                f"Episode over: {verdict}, answer read: {info['extracted_answer']}, "
+                f"return {info['episode'].reward:.3g}",
+                bold=True,
+            )
+            return
+
+
+@app.command()
+def demo(
+    level: int = typer.Option(4, help="Difficulty level of the built-in arithmetic family (1-10)."),
+    seed: int = typer.Option(0, help="Seed for drawing the problem."),
+) -> None:
+    """Play a scripted episode of the built-in task, consulting the reference helpers, and print it."""
+    env = gym.make("aipo/Arithmetic-v0", level=level, max_turns=16, max_consults=16)
+    record = run_scripted_episode(env, follow_reasoning, seed=seed)
+    for segment in record.segments:
+        colour = {"prompt": None, "policy": typer.colors.GREEN, "agent": typer.colors.CYAN}[segment.source]
+        typer.secho(segment.text.strip("\n"), fg=colour)
+    typer.secho(
+        f"\nreward {record.reward:.3g}, correct {record.correct}, consults {record.consults}",
+        bold=True,
+    )
+
+
+def _make(env_id: str, options: list[str]) -> gym.Env:
+    try:
+        return gym.make(env_id, **parse_options(options))
+    except gym.error.Error as exc:
+        typer.secho(f"{exc}\nKnown ids: {', '.join(aipo_env.ENV_IDS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    except (TypeError, ValueError) as exc:
+        typer.secho(f"Cannot build {env_id}: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _read_turn(turns_left: int) -> str | None:
+    lines: list[str] = []
+    prompt = f"your turn ({turns_left} left)> "
+    while True:
+        typer.echo(prompt, nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            return "\n".join(lines) if lines else None
+        line = line.rstrip("\n")
+        if line.endswith("\\"):
+            lines.append(line[:-1])
+            prompt = "... "
+            continue
+        lines.append(line)
+        return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app()

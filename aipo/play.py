@@ -1,0 +1,72 @@
+"""Playing episodes in the terminal: by a person (``aipo play``) or by a scripted helper-follower.
+
+The scripted follower is the offline demonstration of the protocol: it asks the Reasoning agent
+for each step in turn, writes the step down, asks the Verify agent about its answer, and then
+answers. It reads only the transcript, like any policy.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gymnasium as gym
+
+from aipo_env.episode import EpisodeRecord
+
+_STEP_REPLY = re.compile(r'<feedback agent="reasoning">Step \d+: (?P<step>[^<]*)</feedback>\s*\Z')
+_RESULT = re.compile(r"=\s*(-?\d+)\s*$", re.MULTILINE)
+_LAST_FEEDBACK = re.compile(r'<feedback agent="(?P<agent>\w+)">[^<]*</feedback>\s*\Z')
+
+
+def parse_options(options: Iterable[str]) -> dict[str, Any]:
+    """Turn ``key=value`` strings into env keyword arguments (values read as Python literals).
+
+    Raises:
+        ValueError: an option without ``=``, naming it.
+    """
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, separator, value = option.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(f"option {option!r} must look like key=value, e.g. level=5")
+        try:
+            parsed[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed[key.strip()] = value
+    return parsed
+
+
+def follow_reasoning(observation: str) -> str:
+    """The scripted follower's next turn, read off the transcript.
+
+    After a Reasoning reply ``Step k: a op b = c`` it writes the step down and asks for the next
+    one; once the agent says every step is written (or a consult is refused) it asks Verify about
+    its result; after Verify's reply it answers with that result.
+    """
+    results = _RESULT.findall("\n".join(re.findall(r"Step \d+: ([^<]*)<", observation)))
+    last = results[-1] if results else "0"
+    feedback = _LAST_FEEDBACK.search(observation)
+    agent = feedback.group("agent") if feedback else None
+    if agent in ("verify", "system"):
+        return f"The answer is \\boxed{{{last}}}."
+    step = _STEP_REPLY.search(observation)
+    if step is not None:
+        return f'{step.group("step").strip()}. <consult agent="reasoning">What is the next step?</consult>'
+    if agent == "reasoning":
+        return f'<consult agent="verify">Is the answer \\boxed{{{last}}}?</consult>'
+    return '<consult agent="reasoning">What is the first step?</consult>'
+
+
+def run_scripted_episode(
+    env: gym.Env, policy: Callable[[str], str], seed: int | None = None, index: int | None = None
+) -> EpisodeRecord:
+    """Play one episode with a text policy ``observation -> action`` and return its record."""
+    options = None if index is None else {"index": index}
+    observation, _ = env.reset(seed=seed, options=options)
+    while True:
+        observation, _, terminated, truncated, info = env.step(policy(observation))
+        if terminated or truncated:
+            return info["episode"]
