@@ -1,1 +1,40 @@
-"""Things that act in the env: Hugging Face causal LMs, OpenAI-compatible APIs, scripted baselines."""
+"""Things that act in the env: Hugging Face causal LMs, scripted baselines, and the tiny model.
+
+``policies`` depends on ``aipo_env`` only; learners live in ``algorithms``. The model-backed
+names are imported on first use, so the scripted baselines work without loading torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from policies.base import Action, Policy
+from policies.scripted import ConsultFirst, NeverConsult, RandomPolicy, last_number_answer
+
+_LAZY = {
+    "HFPolicy": "policies.hf",
+    "build_tiny_model": "policies.tiny",
+    "build_tokenizer": "policies.tiny",
+    "save_tiny": "policies.tiny",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'policies' has no attribute {name!r}")
+
+
+__all__ = [
+    "Action",
+    "ConsultFirst",
+    "HFPolicy",
+    "NeverConsult",
+    "Policy",
+    "RandomPolicy",
+    "build_tiny_model",
+    "build_tokenizer",
+    "last_number_answer",
+    "save_tiny",
+]

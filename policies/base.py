@@ -1,0 +1,59 @@
+"""What every policy provides: one action per observation, for a batch of episodes at once.
+
+A policy reads observations (the transcript of each episode so far, see :mod:`aipo_env`) and
+returns one :class:`Action` per observation: the text of its next turn. Trainable policies also
+return the token ids they sampled and the behaviour log-probability of each of those tokens, so
+a learner can train on exactly what was generated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Action:
+    """One turn written by a policy.
+
+    Attributes:
+        text: the turn as it is passed to ``env.step``.
+        token_ids: the generated token ids, special tokens (EOS) included; ``None`` for policies
+            that do not work on tokens.
+        logprobs: ``log pi(token | context)`` of each generated token under the distribution
+            it was sampled from (same length as ``token_ids``); ``None`` when unknown.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.token_ids is None) != (self.logprobs is None):
+            raise ValueError("token_ids and logprobs must both be given or both be None")
+        if self.token_ids is not None and len(self.token_ids) != len(self.logprobs or ()):
+            raise ValueError(
+                f"token_ids has {len(self.token_ids)} entries but logprobs has {len(self.logprobs or ())}"
+            )
+
+
+class Policy(ABC):
+    """Acts in aipo environments.
+
+    Attributes:
+        trainable: whether :meth:`act` fills ``token_ids`` and ``logprobs`` (a learner needs them).
+    """
+
+    trainable: bool = False
+
+    @abstractmethod
+    def act(self, observations: Sequence[str]) -> list[Action]:
+        """Return the next turn for each observation, in order.
+
+        Args:
+            observations: the transcript of each episode so far (one entry per episode).
+        """
+
+    def close(self) -> None:
+        """Release models, clients or servers. Safe to call twice."""
