@@ -28,7 +28,8 @@ _NEGATED = re.compile(
     r"(?i:\b(?:not|never|nor|or|and|than|except|unlike|between|isn't|is\s*n't|versus|vs\.?))\s*[(*]*$"
 )
 _SHORT_LINE_WORDS = 4
-_MAX_SPAN = 1000  # longest boxed content or stated option text considered, in characters
+_MAX_SPAN = 1000  # longest boxed content, stated option text or final line read, in characters
+_MAX_TRIES = 32  # how many of the last boxes or "answer is" phrases are read
 
 
 def extract_choice(response: str, choices: Sequence[str]) -> tuple[str | None, str | None]:
@@ -66,14 +67,12 @@ class _Patterns:
             r"[*_\s]{0,6}(?i::|=|is|would\s+be|should\s+be|must\s+be|will\s+be)[*_\s]{0,6}"
             rf"(?i:(?:option|choice)\s+)?[*_\s$(\[{{]{{0,6}}{letter}[)\]}}$*_]{{0,6}}(?![A-Za-z0-9-])"
         )
-        self.stated_text = re.compile(
-            rf"(?i:\banswer\b)[*_\s]{{0,6}}(?i::|is)[*_ \t]{{0,6}}([^\n]{{1,{_MAX_SPAN}}})$", re.MULTILINE
-        )
+        self.stated_text = re.compile(r"(?i:\banswer\b)[*_\s]{0,6}(?i::|is)[*_ \t]{0,6}")
         self.bold = re.compile(rf"\*\*\s*\(?{letter}\)?[.:]?\s*\*\*[.!]?[ \t]*$", re.MULTILINE)
         self.trailing = re.compile(rf"(?:^|[\s:(*])(\(?){letter}\)?\**[.!?]?\**\s*$")
         # every way a line can name an option; "A" followed by a lowercase word is the article
         self.mention = re.compile(
-            rf"\({letter}\)|\b{letter}\)|(?i:option|choice)\s+{letter}\b|\b{letter}\b(?!\s+[a-z])"
+            rf"\({letter}\)|\b{letter}\)|(?i:option|choice)\s+{letter}\b|\b(?!A\s+[a-z]){letter}\b"
         )
         self.leading = re.compile(rf"\(?{letter}[).:]\s*(.+)")
         self.bare = re.compile(rf"\(?{letter}\)?")
@@ -85,29 +84,34 @@ def _patterns(letters: str) -> _Patterns:
 
 
 def _boxed(response: str, choices: Sequence[str]) -> list[tuple[int, str, str]]:
-    found = []
-    for match in _BOXED.finditer(response):
+    """The last ``\\boxed{}`` that names an option (only the last few boxes are read)."""
+    for match in reversed(list(_BOXED.finditer(response))[-_MAX_TRIES:]):
         content = _balanced(response, match.end() - 1)
         letter = None if content is None else _letter_of(content, choices, trust_leading=True)
         if letter is not None:
-            found.append((match.start(), letter, "boxed"))
-    return found
+            return [(match.start(), letter, "boxed")]
+    return []
 
 
 def _stated(response: str, choices: Sequence[str], patterns: _Patterns) -> list[tuple[int, str, str]]:
-    found = [(match.start(1), match.group(1), "stated") for match in patterns.stated.finditer(response)]
-    for match in patterns.stated_text.finditer(response):
-        letter = _letter_of(match.group(1), choices, trust_leading=False)
+    """The last "answer is C" and the last "answer is <option text>"."""
+    found = [(match.start(1), match.group(1), "stated") for match in patterns.stated.finditer(response)][-1:]
+    for match in reversed(list(patterns.stated_text.finditer(response))[-_MAX_TRIES:]):
+        end = response.find("\n", match.end())
+        rest = response[match.end() : end if end >= 0 else len(response)]
+        letter = _letter_of(rest, choices, trust_leading=False) if len(rest) <= _MAX_SPAN else None
         if letter is not None:
-            found.append((match.start(1), letter, "stated"))
+            return [*found, (match.end(), letter, "stated")]
     return found
 
 
 def _final_line(response: str, choices: Sequence[str], patterns: _Patterns) -> list[tuple[int, str, str]]:
-    lines = [line for line in response.splitlines() if line.strip()]
-    if not lines:
+    """The last non-empty line, read as an answer when it is a clean statement of one option."""
+    stripped = response.rstrip()
+    position = stripped.rfind("\n") + 1
+    line = stripped[position:].strip()
+    if not line or len(line) > _MAX_SPAN:
         return []
-    line = lines[-1].strip()
     position = response.rfind(line)
     letter = _letter_of(line, choices, trust_leading=False)
     if letter is not None:

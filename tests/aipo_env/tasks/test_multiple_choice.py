@@ -10,8 +10,12 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aipo_env  # noqa: F401  (registers the ids)
 from aipo_env.tasks.choice_extraction import extract_choice
@@ -54,6 +58,14 @@ def test_gpqa_file_gives_lettered_options_and_tracks_the_correct_one(path):
         assert task.score(problem, f"\\boxed{{{problem.answer}}}").reward == 1.0
         wrong = next(letter for letter in "ABCD" if letter != problem.answer)
         assert task.score(problem, f"Answer: {wrong}").reward == 0.0
+
+
+def test_parquet_file_reads_like_jsonl(tmp_path):
+    path = tmp_path / "gpqa.parquet"
+    pq.write_table(pa.Table.from_pylist(source_rows(GPQA_FILES[1])), path)
+    from_parquet = multiple_choice_task("gpqa", data_path=str(path), shuffle_seed=5)
+    from_jsonl = multiple_choice_task("gpqa", data_path=str(GPQA_FILES[1]), shuffle_seed=5)
+    assert from_parquet.problems == from_jsonl.problems
 
 
 def test_steps_come_from_the_explanation():
@@ -135,6 +147,7 @@ STATED_C = [
     "Answer: C\nFor comparison, (A) and (B) are far too small.",
     "My final choice is **(C)**.",
     "Is the answer (C)?",
+    "A careful estimate gives (C)",
 ]
 
 NOT_AN_ANSWER = [
@@ -154,6 +167,7 @@ NOT_AN_ANSWER = [
     "\\boxed{}",
     "The answer is D-glucose",
     "answer: c",
+    "B is wrong, so C.",
 ]
 
 
@@ -165,6 +179,17 @@ def test_a_stated_answer_is_read(response):
 @pytest.mark.parametrize("response", NOT_AN_ANSWER)
 def test_mentions_without_a_statement_are_not_an_answer(response):
     assert extract_choice(response, CHOICES) == (None, None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("ABCDE()*:.\\{}$ \nanswerisboxedtx")), max_size=120)
+    | st.text(max_size=80)
+)
+def test_any_text_gives_a_letter_or_none_without_raising(response):
+    letter, how = extract_choice(response, CHOICES)
+    assert (letter is None) == (how is None)
+    assert letter is None or letter in "ABCD"
 
 
 def test_option_text_with_latex_matches():
