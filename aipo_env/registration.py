@@ -12,6 +12,7 @@ ENV_IDS: dict[str, str] = {
     "aipo/Math-v0": "free-form math with \\boxed{} answers scored by math-verify: MATH-500, GSM8K, AIME",
     "aipo/MultipleChoice-v0": "GPQA-style multiple choice, options shuffled per seed, letter answers",
     "aipo/Procedural-v0": "any reasoning-gym task by name, with its settings and its own scorer",
+    "aipo/ConsultDecision-v0": "when to consult and whom: discrete actions, vector observations, for SB3",
 }
 
 _ENTRY_POINTS = {
@@ -19,6 +20,7 @@ _ENTRY_POINTS = {
     "aipo/Math-v0": "aipo_env.envs:MathEnv",
     "aipo/MultipleChoice-v0": "aipo_env.envs:MultipleChoiceEnv",
     "aipo/Procedural-v0": "aipo_env.envs:ProceduralEnv",
+    "aipo/ConsultDecision-v0": "aipo_env.wrappers.consult_decision:ConsultDecisionEnv",
 }
 
 
