@@ -192,4 +192,6 @@ def gpqa_problem(row: Row, index: int, *, source: str, shuffle_seed: int) -> Pro
 
 def _optional_text(row: Row, name: str) -> str | None:
     value = row.data.get(name)
-    return str(value).strip() or None if value is not None else None
+    if value is None:
+        return None
+    return str(value).strip() or None
