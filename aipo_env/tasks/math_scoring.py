@@ -108,6 +108,8 @@ class _Budget:
         return max(1, math.ceil(left)) if left > 0 else None
 
 
+# gold answer -> its parse; one cache per process (each worker process keeps its own), filled
+# on the main thread only, so it needs no lock
 _parsed_golds: dict[str, list[Any]] = {}
 
 

@@ -41,6 +41,23 @@ def test_wrong_or_missing_answers_are_incorrect(gold, response):
     assert not judge(gold, response, timeout=5).correct
 
 
+def test_each_gold_answer_is_parsed_once(monkeypatch):
+    import math_verify
+
+    parsed_texts: list[str] = []
+    original = math_verify.parse
+
+    def counting_parse(text, **kwargs):
+        parsed_texts.append(text)
+        return original(text, **kwargs)
+
+    monkeypatch.setattr(math_verify, "parse", counting_parse)
+    gold = "\\frac{3}{7}"  # used by no other test, so not cached yet
+    for response in ("\\boxed{3/7}", "\\boxed{0.5}", "#### 3"):
+        judge(gold, response, timeout=5)
+    assert parsed_texts.count(f"${gold}$") == 1 and len(parsed_texts) == 4
+
+
 def test_box_takes_precedence_over_gsm8k_marker():
     assert answer_text("#### 5 but really \\boxed{6}").endswith("\\boxed{6}")
     assert answer_text("lots of work\n#### -2,500") == "\\boxed{-2500}"
