@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from aipo_env.agents import AgentsSpec
 from aipo_env.core import ReasoningEnv
 from aipo_env.wrappers.solver import NoisyArithmeticSolver, Solver, SolverSignals
 
@@ -121,6 +122,8 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
       agents. Default: ``ArithmeticEnv(level=level, split=split, seed=task_seed)`` with the
       reference agents.
     * ``solver``: the fixed solver. Default: ``NoisyArithmeticSolver()``.
+    * ``agents``: the default env's helpers (default ``"reference"``, offline); an agent
+      missing there makes its consults refused. Ignored when ``env`` is given.
     * ``consult_cost``: reward subtracted per answered consult, one float for all agents or a
       dict agent -> cost. Default 0.05.
     * ``max_consults``: consults per episode, all agents together (default 6);
@@ -143,6 +146,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         self,
         env: gym.Env | None = None,
         solver: Solver | None = None,
+        agents: AgentsSpec = "reference",
         consult_cost: float | Mapping[str, float] = 0.05,
         max_consults: int = 6,
         max_consults_per_agent: int | Mapping[str, int] | None = None,
@@ -172,8 +176,13 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         self.max_consults, self.max_decisions = max_consults, max_decisions
         self.max_steps, self.max_difficulty = max_steps, max_difficulty
         self.render_mode = render_mode
-        self.reasoning_env = env if env is not None else _default_env(level, split, task_seed, max_consults)
+        self.reasoning_env = (
+            env if env is not None else _default_env(level, split, task_seed, agents, max_consults)
+        )
         self._inner = _check_reasoning_env(self.reasoning_env, max_consults)
+        for agent in AGENTS:  # an agent the reasoning env lacks has no budget: its consults are refused here
+            if agent not in self._inner.agents:
+                self.limits[agent] = 0
         self.solver = solver if solver is not None else NoisyArithmeticSolver()
         self.action_space = spaces.Discrete(len(Decision))
         self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
@@ -341,14 +350,16 @@ def _per_agent(value: Any, name: str, kind: type) -> dict[str, Any]:
     return dict.fromkeys(AGENTS, kind(value))
 
 
-def _default_env(level: int | tuple[int, int], split: str, seed: int, max_consults: int) -> ReasoningEnv:
+def _default_env(
+    level: int | tuple[int, int], split: str, seed: int, agents: AgentsSpec, max_consults: int
+) -> ReasoningEnv:
     from aipo_env.envs import ArithmeticEnv
 
     return ArithmeticEnv(
         level=level,
         split=split,
         seed=seed,
-        agents="reference",
+        agents=agents,
         max_turns=max_consults + 1,
         max_consults=max_consults,
         instructions=False,
