@@ -1,0 +1,267 @@
+"""How a sandboxed program is kept away from the host: bubblewrap, ``unshare``, or limits only.
+
+Three modes, strongest first. :func:`detect_isolation` probes them at run time and uses the
+first that works; anything weaker than ``bwrap`` is announced once with a
+:class:`SandboxWarning` that says what is missing and how to get it.
+
+=========  ============================================  ===========  ============================
+mode       file system                                   network      processes
+=========  ============================================  ===========  ============================
+bwrap      read-only allowlist (``/usr``, the loader's   none (own    own PID namespace, killed
+           ``/etc`` files, the Python installation);     network      with the program; process
+           writable: the working directory and a         namespace)   limit counted per sandbox
+           64 MiB private ``/tmp``
+unshare    the host's, with the sandbox user's rights    none         own PID namespace
+none       the host's, with the sandbox user's rights    the host's   process-group kill only: a
+                                                                      process that calls
+                                                                      ``setsid()`` can outlive it
+=========  ============================================  ===========  ============================
+
+Every mode applies the :class:`~aipo_env.sandbox.limits.Limits`, a scrubbed environment, a
+fresh working directory and the group kill. ``bwrap`` needs the Debian package ``bubblewrap``
+and either root or unprivileged user namespaces; ``unshare`` comes with util-linux.
+
+Running as root, the program is switched to an unprivileged uid (root ignores
+``RLIMIT_NPROC``): in ``bwrap`` mode always (bubblewrap runs privileged and lets the bootstrap
+keep ``CAP_SETUID``/``CAP_SETGID`` for exactly that), in the other modes when the interpreter
+stays importable for that uid (a Python installed under ``/root`` is not). As an ordinary
+user, ``bwrap`` and ``unshare`` run in a user namespace, where the process count starts at
+zero; ``none`` shares the count with the user's other processes, so it allows that many more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Literal
+
+from aipo_env.sandbox.limits import Limits
+
+Mode = Literal["bwrap", "unshare", "none"]
+MODES: tuple[Mode, ...] = ("bwrap", "unshare", "none")
+#: where the working directory appears inside a bubblewrap sandbox
+SANDBOX_DIR = "/sandbox"
+#: the first uid that sandboxed programs run as when the parent is root
+DEFAULT_UID = 64000
+_BOOTSTRAP = Path(__file__).with_name("bootstrap.py").read_text(encoding="utf-8")
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf")
+_TOP_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_TMP_BYTES = 64 * 1024 * 1024
+_PROBE = "import collections, json, math, re\nprint('sandbox-ok')\n"
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation mode does not work on this machine."""
+
+
+class SandboxWarning(UserWarning):
+    """Code runs with weaker isolation than bubblewrap gives."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """One way of starting the sandboxed interpreter.
+
+    Attributes:
+        mode: ``bwrap``, ``unshare`` or ``none`` (see the module docstring).
+        python: the interpreter that runs the programs (standard library only: ``-I -S``).
+        drop_privileges: switch to an unprivileged uid inside the sandbox (parent is root).
+    """
+
+    mode: Mode
+    python: str = sys.executable
+    drop_privileges: bool = False
+
+    def command(self, workdir: Path, limits: Limits, uid: int | None = None) -> list[str]:
+        """The argv that runs ``workdir/main.py`` under ``limits``, as ``uid`` when dropping privileges."""
+        extra = _processes_of(os.getuid()) if self.mode == "none" and os.getuid() != 0 else 0
+        config = {
+            "rlimits": limits.rlimits(extra_processes=extra),
+            "uid": (DEFAULT_UID if uid is None else uid) if self.drop_privileges else None,
+            "main": "main.py",
+        }
+        program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(config)]
+        if self.mode == "bwrap":
+            mounts = ["--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--remount-ro", "/"]
+            return [*self._bwrap_prefix, *mounts, "--", *program]
+        if self.mode == "unshare":
+            return [*self._unshare_prefix, "--", *program]
+        return program
+
+    def workdir_inside(self, workdir: Path) -> str:
+        """The working directory's path as the program sees it."""
+        return SANDBOX_DIR if self.mode == "bwrap" else str(workdir)
+
+    def signal_number(self, returncode: int) -> int | None:
+        """The signal that killed the program, if one did.
+
+        Subprocess reports ``-N``; bubblewrap's init and our bootstrap's init exit with ``128 + N``.
+        """
+        if returncode < 0:
+            return -returncode
+        if self.mode in ("bwrap", "unshare") and 128 < returncode < 128 + 65:
+            return returncode - 128
+        return None
+
+    @cached_property
+    def _bwrap_prefix(self) -> list[str]:
+        args = ["bwrap", "--die-with-parent", "--new-session"]
+        if os.getuid() == 0:
+            # privileged bubblewrap without a user namespace, so that the program's uid is a real
+            # unprivileged one and RLIMIT_NPROC applies; the bootstrap drops the two capabilities
+            args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+            args += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--unshare-all"]
+        args += ["--ro-bind", "/usr", "/usr"]
+        for top in _TOP_DIRS:
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        for name in _ETC_FILES:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        created: set[str] = set()
+        for root in python_roots(self.python):
+            for ancestor in reversed(Path(root).parents[:-1]):
+                if str(ancestor) not in created:
+                    created.add(str(ancestor))
+                    # bubblewrap creates missing parents as 0700, which the sandbox user could not traverse
+                    args += ["--perms", "0755", "--dir", str(ancestor)]
+            args += ["--ro-bind", root, root]
+        args += ["--dev", "/dev", "--proc", "/proc"]
+        args += (["--size", str(_TMP_BYTES)] if _bwrap_has("--size") else []) + ["--perms", "1777"]
+        args += ["--tmpfs", "/tmp"]
+        return args
+
+    @cached_property
+    def _unshare_prefix(self) -> list[str]:
+        args = ["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc"]
+        return args if os.getuid() == 0 else [*args, "--user", "--map-root-user"]
+
+
+def python_roots(python: str) -> list[str]:
+    """The directories of the Python installation outside ``/usr`` that the sandbox must see."""
+    candidates = {os.path.dirname(os.path.dirname(os.path.realpath(python)))}
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        candidates |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots = sorted({os.path.realpath(path) for path in candidates})
+    kept: list[str] = []
+    for root in roots:
+        inside_usr = root == "/usr" or root.startswith("/usr/")
+        if not inside_usr and not any(root.startswith(f"{other}/") for other in kept):
+            kept.append(root)
+    return kept
+
+
+def detect_isolation(requested: Mode | Literal["auto"] = "auto", python: str | None = None) -> Isolation:
+    """The strongest working isolation (``"auto"``), or the requested mode if it works.
+
+    The probe runs a tiny program through each candidate once per process; the result is cached.
+
+    Raises:
+        SandboxUnavailable: an explicitly requested mode does not work here (the message says why).
+        ValueError: ``requested`` is not a known mode.
+    """
+    if requested != "auto" and requested not in MODES:
+        raise ValueError(f"isolation must be 'auto' or one of {', '.join(MODES)}, got {requested!r}")
+    return _detect(requested, python or sys.executable)
+
+
+_DETECT_LOCK = threading.Lock()
+
+
+@cache
+def _detect_cached(requested: str, python: str) -> Isolation:
+    modes = MODES if requested == "auto" else (requested,)
+    as_root = os.getuid() == 0
+    failures: list[str] = []
+    for mode in modes:
+        # as root, bwrap always drops privileges; the others try with a drop first, then without
+        drops = [True] if mode == "bwrap" and as_root else ([True, False] if as_root else [False])
+        for drop in drops:
+            isolation = Isolation(mode, python, drop)
+            problem = _probe(isolation)
+            if problem is None:
+                if requested == "auto" and mode != "bwrap":
+                    _warn(isolation, failures)
+                return isolation
+            failures.append(f"{mode}{' as an unprivileged user' if drop else ''}: {problem}")
+    raise SandboxUnavailable(f"isolation={requested!r} does not work here: {'; '.join(failures)}")
+
+
+def _detect(requested: str, python: str) -> Isolation:
+    with _DETECT_LOCK:  # concurrent first calls probe once
+        return _detect_cached(requested, python)
+
+
+def _probe(isolation: Isolation) -> str | None:
+    """Why ``isolation`` cannot run a tiny program, or ``None`` if it can."""
+    if isolation.mode != "none" and shutil.which(isolation.mode) is None:
+        hint = " (Debian: apt-get install bubblewrap)" if isolation.mode == "bwrap" else ""
+        return f"{isolation.mode} is not installed{hint}"
+    with tempfile.TemporaryDirectory(prefix="aipo-sandbox-probe-") as directory:
+        workdir = Path(directory)
+        (workdir / "main.py").write_text(_PROBE, encoding="utf-8")
+        if isolation.drop_privileges:
+            os.chown(workdir, DEFAULT_UID, DEFAULT_UID)
+            os.chown(workdir / "main.py", DEFAULT_UID, DEFAULT_UID)
+        command = isolation.command(workdir, Limits(wall_seconds=30))
+        try:
+            done = subprocess.run(
+                command, cwd=workdir, capture_output=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{type(exc).__name__}: {exc}"
+    if done.returncode == 0 and b"sandbox-ok" in done.stdout:
+        return None
+    message = done.stderr.decode(errors="replace").strip().splitlines()
+    return f"exit status {done.returncode}: {message[-1] if message else 'no output'}"
+
+
+def _warn(isolation: Isolation, failures: list[str]) -> None:
+    lost = {
+        "unshare": "code runs in its own network and PID namespaces but sees the host's files with the "
+        "sandbox user's rights",
+        "none": "code runs with resource limits, a scrubbed environment and a private working directory "
+        "only: it can use the network and read or write any file the sandbox user can",
+    }[isolation.mode]
+    if os.getuid() == 0 and not isolation.drop_privileges:
+        lost += "; it runs as root, so the process-count limit (fork bombs) is not enforced"
+    warnings.warn(
+        f"Sandbox: bubblewrap isolation is unavailable ({'; '.join(failures)}), using mode "
+        f"{isolation.mode!r}: {lost}. Install bubblewrap (Debian: apt-get install bubblewrap) and allow "
+        "user namespaces (or run as root) for full isolation.",
+        SandboxWarning,
+        stacklevel=4,
+    )
+
+
+@cache
+def _bwrap_has(option: str) -> bool:
+    try:
+        usage = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return f" {option} " in usage
+
+
+def _processes_of(uid: int) -> int:
+    """How many processes ``uid`` owns now (the unisolated mode shares RLIMIT_NPROC with them)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                continue
+    return count

@@ -1,0 +1,229 @@
+"""One sandboxed execution: a fresh working directory, the program, its limits, and clean-up.
+
+:func:`execute` writes ``main.py`` (and any extra files) into a new temporary directory, starts
+the interpreter under the chosen :class:`~aipo_env.sandbox.isolation.Isolation` in a new
+session with a scrubbed environment, feeds it ``stdin``, collects at most
+``limits.max_output_bytes`` of each output stream, kills the whole process group when the
+program ends, runs out of wall time or writes too much, and removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from aipo_env.sandbox.isolation import Isolation
+from aipo_env.sandbox.limits import Limits
+
+Status = Literal["ok", "exit", "signal", "timeout", "output_limit"]
+_POLL_SECONDS = 0.05
+_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What one execution did.
+
+    Attributes:
+        status: ``ok`` (exit status 0), ``exit`` (another exit status), ``signal`` (killed by a
+            signal it caused: ``SIGXCPU`` for the CPU limit, ``SIGKILL``, ``SIGSEGV``, ...),
+            ``timeout`` (wall-clock limit) or ``output_limit`` (too much output).
+        returncode: the exit status as the sandbox reported it (``None`` if it was killed by
+            the parent before it exited).
+        stdout: the first ``max_output_bytes`` of standard output, decoded as UTF-8.
+        stderr: the same for standard error.
+        seconds: wall-clock time from start to clean-up.
+        signal: the name of the signal of a ``signal`` status.
+        isolation: the isolation mode it ran under.
+        limits: the limits it ran under.
+    """
+
+    status: Status
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    signal: str | None = None
+    isolation: str = "none"
+    limits: Limits = Limits()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def describe(self) -> str:
+        """One line for people: what happened, with the limit that was hit."""
+        limits = self.limits
+        if self.status == "ok":
+            return "exited normally"
+        if self.status == "exit":
+            return f"exited with status {self.returncode}"
+        if self.status == "timeout":
+            return f"exceeded the wall-clock limit of {limits.wall_seconds:g} s and was killed"
+        if self.status == "output_limit":
+            return f"wrote more than {limits.max_output_bytes} bytes of output and was killed"
+        if self.signal == "SIGXCPU":
+            return f"exceeded the CPU-time limit of {limits.cpu_seconds:g} s"
+        return f"was killed by {self.signal}"
+
+
+def execute(
+    source: str,
+    *,
+    isolation: Isolation,
+    limits: Limits,
+    stdin: str | bytes = b"",
+    files: Mapping[str, str | bytes] | None = None,
+    uid: int | None = None,
+) -> ExecutionResult:
+    """Run the Python program ``source`` in a fresh sandbox and wait for it.
+
+    Args:
+        source: the program, run as ``main.py`` and ``__main__`` in its working directory.
+        isolation: how it is isolated (see :func:`~aipo_env.sandbox.isolation.detect_isolation`).
+        limits: its resource limits.
+        stdin: the bytes (or UTF-8 text) on its standard input.
+        files: more files for the working directory, by relative name.
+        uid: the unprivileged uid it runs as when ``isolation.drop_privileges``.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="aipo-sandbox-"))
+    started = time.monotonic()
+    try:
+        _populate(workdir, {**(files or {}), "main.py": source}, uid if isolation.drop_privileges else None)
+        inside = isolation.workdir_inside(workdir)
+        environment = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": inside,
+            "TMPDIR": inside,
+        }
+        with tempfile.TemporaryFile() as stdin_file:
+            # a file, not a pipe: nothing can block on a program that never reads its input
+            stdin_file.write(stdin.encode() if isinstance(stdin, str) else stdin)
+            stdin_file.seek(0)
+            process = subprocess.Popen(
+                isolation.command(workdir, limits, uid),
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=workdir,
+                env=environment,
+                start_new_session=True,
+            )
+            status, stdout, stderr = _watch(process, limits)
+        returncode = process.returncode if status not in ("timeout", "output_limit") else None
+        number = isolation.signal_number(returncode) if returncode is not None else None
+        if status == "ok" and returncode != 0:
+            status = "signal" if number is not None else "exit"
+        return ExecutionResult(
+            status=status,
+            returncode=returncode,
+            stdout=stdout.decode(errors="replace"),
+            stderr=stderr.decode(errors="replace"),
+            seconds=time.monotonic() - started,
+            signal=signal.Signals(number).name if number in signal.valid_signals() else None,
+            isolation=isolation.mode,
+            limits=limits,
+        )
+    finally:
+        _remove(workdir)
+
+
+def _watch(process: subprocess.Popen, limits: Limits) -> tuple[Status, bytes, bytes]:
+    """Collect output until the program exits (``ok``; refined by the caller) or a limit is hit."""
+    assert process.stdout is not None and process.stderr is not None
+    deadline = time.monotonic() + limits.wall_seconds
+    buffers = {process.stdout: bytearray(), process.stderr: bytearray()}
+    status: Status = "ok"
+    with selectors.DefaultSelector() as selector:
+        for stream in buffers:
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                status = "timeout"
+                break
+            for key, _ in selector.select(min(remaining, _POLL_SECONDS)):
+                chunk = os.read(key.fd, _CHUNK)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffers[key.fileobj] += chunk  # type: ignore[index]
+                if len(buffers[key.fileobj]) > limits.max_output_bytes:  # type: ignore[index]
+                    status = "output_limit"
+            if status == "output_limit" or _exited(process.pid):
+                # a child that kept the pipes open must not keep us waiting: the group dies next
+                break
+    _kill_group(process)
+    process.wait()
+    cap = limits.max_output_bytes
+    for stream, buffer in buffers.items():
+        _drain(stream.fileno(), buffer, cap + 1)
+        stream.close()
+    return status, bytes(buffers[process.stdout][:cap]), bytes(buffers[process.stderr][:cap])
+
+
+def _drain(fd: int, buffer: bytearray, cap: int) -> None:
+    """Read what is left in a pipe without waiting for writers that may still hold it open."""
+    os.set_blocking(fd, False)
+    while len(buffer) < cap:
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except (BlockingIOError, OSError):
+            return
+        if not chunk:
+            return
+        buffer += chunk
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited, without reaping it (so its process group id stays reserved)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _populate(workdir: Path, files: Mapping[str, str | bytes], uid: int | None) -> None:
+    for name, content in files.items():
+        path = (workdir / name).resolve()
+        if workdir.resolve() not in path.parents:
+            raise ValueError(
+                f"sandbox file name {name!r} must be a relative path inside the working directory"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_bytes(content)
+    if uid is not None:
+        for directory, _, names in os.walk(workdir):
+            os.chown(directory, uid, uid)
+            for name in names:
+                os.chown(os.path.join(directory, name), uid, uid)
+
+
+def _remove(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    if workdir.exists():
+        # the program took the permissions away from its own files: give them back, then retry
+        for directory, _, _ in os.walk(workdir):
+            with contextlib.suppress(OSError):
+                os.chmod(directory, 0o700)
+        shutil.rmtree(workdir, ignore_errors=True)
