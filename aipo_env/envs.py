@@ -221,3 +221,86 @@ class ProceduralEnv(ReasoningEnv):
         from aipo_env.tasks.procedural import ProceduralTask
 
         super().__init__(ProceduralTask(task, size=size, seed=seed, config=config, level=level), **env_kwargs)
+
+
+class CodeEnv(ReasoningEnv):
+    """## Description
+
+    Python programming problems in the MBPP and HumanEval formats. The final response's code (its
+    last fenced ``python`` block, or the whole response if it has none) runs against the
+    problem's tests in a sandbox: its own process under wall, CPU, memory, process-count,
+    output and file-size limits, in a fresh working directory, with a scrubbed environment and,
+    where bubblewrap works, no network and a read-only view of the system (see
+    :mod:`aipo_env.sandbox.isolation` for the weaker modes used when it does not). The first test
+    is visible (shown in the prompt, run by the Verify agent); the others are hidden (see
+    :mod:`aipo_env.tasks.code_formats`). The Verify agent runs the policy's latest code on the
+    visible tests and reports the first failure; the Reasoning agent reveals the reference
+    solution line by line.
+
+    ## Action Space
+
+    ``Transcript(max_action_chars)``; see :class:`ArithmeticEnv`.
+
+    ## Observation Space
+
+    ``Transcript``: the transcript so far.
+
+    ## Rewards
+
+    1 if every test passes, else 0; with ``partial=True``, the fraction of tests passed.
+    ``correct`` means every test passed. ``info["score_details"]`` lists each test's outcome
+    (hidden tests without their details), the execution status, the isolation mode and the end
+    of standard error. Minus consult costs and penalties.
+
+    ## Episode End
+
+    As :class:`ArithmeticEnv`.
+
+    ## Arguments
+
+    * ``dataset``: ``"builtin"`` (eight bundled problems in the MBPP format, offline), ``"mbpp"``
+      or ``"humaneval"``.
+    * ``data_path``: a local JSONL, JSON, Parquet or CSV file in that format; without it the
+      Hugging Face hub.
+    * ``split``, ``limit``: the hub split and the first N problems.
+    * ``partial``: reward the fraction of tests passed. ``visible_tests``: how many tests are
+      visible (default 1).
+    * ``timeout``: seconds per test (default 4). ``limits``: a :class:`~aipo_env.sandbox.Limits`
+      for memory, processes, output and files. ``isolation``: ``"auto"``, ``"bwrap"``,
+      ``"unshare"`` or ``"none"``. ``workers``: parallel executions for ``task.score_many``.
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "builtin",
+        data_path: str | None = None,
+        split: str | None = None,
+        limit: int | None = None,
+        partial: bool = False,
+        visible_tests: int = 1,
+        timeout: float = 4.0,
+        limits: Any = None,
+        isolation: str = "auto",
+        workers: int = 2,
+        **env_kwargs: Any,
+    ) -> None:
+        from aipo_env.tasks.code import code_task
+
+        task = code_task(
+            dataset,
+            data_path=data_path,
+            split=split,
+            limit=limit,
+            visible_tests=visible_tests,
+            partial=partial,
+            timeout=timeout,
+            limits=limits,
+            isolation=isolation,
+            workers=workers,
+        )
+        super().__init__(task, **env_kwargs)

@@ -13,6 +13,7 @@ ENV_IDS: dict[str, str] = {
     "aipo/MultipleChoice-v0": "GPQA-style multiple choice, options shuffled per seed, letter answers",
     "aipo/Procedural-v0": "any reasoning-gym task by name, with its settings and its own scorer",
     "aipo/ConsultDecision-v0": "when to consult and whom: discrete actions, vector observations, for SB3",
+    "aipo/Code-v0": "Python problems (MBPP, HumanEval formats) whose tests run in a sandbox",
 }
 
 _ENTRY_POINTS = {
@@ -21,6 +22,7 @@ _ENTRY_POINTS = {
     "aipo/MultipleChoice-v0": "aipo_env.envs:MultipleChoiceEnv",
     "aipo/Procedural-v0": "aipo_env.envs:ProceduralEnv",
     "aipo/ConsultDecision-v0": "aipo_env.wrappers.consult_decision:ConsultDecisionEnv",
+    "aipo/Code-v0": "aipo_env.envs:CodeEnv",
 }
 
 

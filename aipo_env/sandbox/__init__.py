@@ -13,6 +13,7 @@ third-party library but tqdm.
 from aipo_env.sandbox.isolation import (
     MODES,
     Isolation,
+    Mode,
     SandboxUnavailable,
     SandboxWarning,
     detect_isolation,
@@ -27,6 +28,7 @@ __all__ = [
     "Isolation",
     "Job",
     "Limits",
+    "Mode",
     "Sandbox",
     "SandboxUnavailable",
     "SandboxWarning",

@@ -223,7 +223,10 @@ def _remove(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     if workdir.exists():
         # the program took the permissions away from its own files: give them back, then retry
-        for directory, _, _ in os.walk(workdir):
-            with contextlib.suppress(OSError):
-                os.chmod(directory, 0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(workdir, 0o700)
+        for directory, subdirectories, _ in os.walk(workdir):  # top-down: children are fixed first
+            for name in subdirectories:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(directory, name), 0o700)
         shutil.rmtree(workdir, ignore_errors=True)

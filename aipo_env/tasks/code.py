@@ -1,0 +1,323 @@
+"""Code tasks: write a Python function that passes the problem's tests, run in a sandbox.
+
+The final response's code is its last fenced block marked ``python``/``py`` or unmarked (an
+unclosed last fence counts up to the end), or the whole response when it has no such block.
+For HumanEval, a response that does not define the entry point is taken as a completion of the
+function body and put after the prompt. The code runs once per scoring, with every test, in an
+:class:`~aipo_env.sandbox.Sandbox` through the harness of :mod:`aipo_env.tasks.code_harness`.
+
+Reward: 1 when every test passes, else 0; with ``partial=True``, the fraction of tests passed.
+``Score.details`` lists each test's outcome (``passed``, ``failed``, ``error``, ``timeout`` or
+``not_run``), the execution status and the end of its standard error.
+
+Visible and hidden tests are described in :mod:`aipo_env.tasks.code_formats`. The Verify agent
+(:meth:`CodeTask.check`) runs the policy's latest code on the visible tests only and reports
+the first failure; hidden tests never reach the policy, not even their outcome details.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from aipo_env.sandbox import ExecutionResult, Job, Limits, Mode, Sandbox
+from aipo_env.tasks.base import Problem, Score, Task
+from aipo_env.tasks.code_formats import humaneval_problem, mbpp_problem
+from aipo_env.tasks.loading import read_rows
+
+DATASETS = ("builtin", "mbpp", "humaneval")
+_HUB = {
+    "mbpp": ("google-research-datasets/mbpp", "sanitized", "test"),
+    "humaneval": ("openai/openai_humaneval", None, "test"),
+}
+_HARNESS = Path(__file__).with_name("code_harness.py").read_text(encoding="utf-8")
+_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_STDERR_CHARS = 2000
+_CODE_CHARS = 4000
+_STARTUP_SECONDS = 2.0
+
+_KNOWLEDGE: tuple[dict[str, Any], ...] = (
+    {
+        "title": "Testing a function",
+        "text": "Run the examples by hand: call the function on each example input and compare "
+        "with the expected output, including edge cases such as empty inputs and single elements.",
+        "tags": ["test", "tests", "assert", "example", "edge", "function", "code"],
+    },
+    {
+        "title": "Python sorting",
+        "text": "sorted(items, key=f, reverse=False) returns a new list and is stable; list.sort() "
+        "sorts in place and returns None.",
+        "tags": ["sort", "sorted", "order", "list", "python", "key"],
+    },
+    {
+        "title": "Python strings",
+        "text": "Strings are immutable: s.replace(a, b), s[::-1], ''.join(parts) and s.split() return "
+        "new objects; s[i:j] excludes index j.",
+        "tags": ["string", "strings", "reverse", "replace", "split", "join", "slice", "python"],
+    },
+    {
+        "title": "Python dictionaries and counting",
+        "text": "collections.Counter(items) counts occurrences; dict.get(key, default) avoids "
+        "KeyError; iterating a dict yields its keys in insertion order.",
+        "tags": ["count", "counter", "dictionary", "dict", "frequency", "occurrence", "python"],
+    },
+)
+
+
+class CodeTask(Task):
+    """Python programming problems scored by their tests in a sandbox.
+
+    Args:
+        problems: the problems (see :mod:`aipo_env.tasks.code_formats` for their metadata).
+        partial: reward the fraction of tests passed instead of all-or-nothing.
+        timeout: seconds each test may take; one execution may take ``timeout * (tests + 1)``
+            plus two seconds of start-up, wall-clock and CPU.
+        limits: the other sandbox limits (memory, processes, output, files).
+        isolation: the sandbox's isolation mode (``"auto"`` picks the strongest that works).
+        workers: sandboxed executions that may run at once (:meth:`score_many`).
+    """
+
+    name = "code"
+    answer_format = (
+        "Write your complete solution in one ```python code block; the last such block in your "
+        "final response is run against the tests."
+    )
+
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        *,
+        partial: bool = False,
+        timeout: float = 4.0,
+        limits: Limits | None = None,
+        isolation: Mode | Literal["auto"] = "auto",
+        workers: int = 2,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds per test, got {timeout!r}")
+        self.problems = list(problems)
+        self.partial, self.timeout = partial, float(timeout)
+        self.limits = limits or Limits()
+        self.sandbox = Sandbox(self.limits, workers=workers, isolation=isolation)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def problem(self, index: int) -> Problem:
+        if not 0 <= index < len(self.problems):
+            raise IndexError(f"problem index {index} is out of range for {len(self.problems)} problems")
+        return self.problems[index]
+
+    def score(self, problem: Problem, response: str) -> Score:
+        """Run the response's code against all of the problem's tests."""
+        return self.score_many([problem], [response])[0]
+
+    def score_many(
+        self, problems: Sequence[Problem], responses: Sequence[str], *, progress: bool = False
+    ) -> list[Score]:
+        """Score many responses, ``workers`` sandboxed executions at a time."""
+        if len(problems) != len(responses):
+            raise ValueError(f"got {len(problems)} problems but {len(responses)} responses")
+        programs = [
+            self.program(problem, response) for problem, response in zip(problems, responses, strict=True)
+        ]
+        jobs = [
+            self._job(problem, code, problem.metadata["tests"])
+            for problem, code in zip(problems, programs, strict=True)
+        ]
+        runs = self.sandbox.run_many([job for job, _ in jobs], progress=progress)
+        return [
+            self._score(problem, code, run, nonce)
+            for problem, code, run, (_, nonce) in zip(problems, programs, runs, jobs, strict=True)
+        ]
+
+    def check(self, problem: Problem, claim: str) -> str:
+        """The Verify agent's reply: the policy's latest code run on the visible tests only."""
+        code, fenced = extract_code(claim)
+        if not fenced:
+            return "No code to check yet: write your solution in a ```python block, then ask again."
+        visible = problem.metadata["tests"][: problem.metadata["visible"]]
+        if not visible:
+            return "This problem has no visible examples to run your code on."
+        program = self.program(problem, claim)
+        job, nonce = self._job(problem, program, visible)
+        run = self.sandbox.run(job.source, stdin=job.stdin, limits=job.limits)
+        loaded, outcomes = read_report(run, nonce, len(visible))
+        if isinstance(loaded, str):
+            return f"Your code does not run: {loaded}."
+        for test, (outcome, detail) in zip(visible, outcomes, strict=True):
+            if outcome != "passed":
+                return f"Your code fails the visible example `{_shown(test)}`: {_explain(outcome, detail, test, run)}."
+        count = len(visible)
+        return (
+            f"Your code passes the {count} visible example{'s' if count > 1 else ''}. "
+            "The hidden tests were not run."
+        )
+
+    def program(self, problem: Problem, response: str) -> str:
+        """The program that is run for ``response``: its code, after HumanEval's prompt if needed."""
+        code, _ = extract_code(response)
+        entry_point = problem.metadata.get("entry_point")
+        if entry_point and not re.search(
+            rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE
+        ):
+            return problem.metadata["prefix"] + code
+        return code
+
+    def knowledge(self) -> Sequence[Mapping[str, Any]]:
+        return _KNOWLEDGE
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+    def _job(self, problem: Problem, program: str, tests: Sequence[Mapping[str, Any]]) -> tuple[Job, str]:
+        nonce = secrets.token_hex(16)
+        payload = {
+            "nonce": nonce,
+            "program": program,
+            "setup": problem.metadata["setup"],
+            "tests": [{"source": test["source"], "probe": test["probe"]} for test in tests],
+            "test_timeout": self.timeout,
+        }
+        seconds = self.timeout * (len(tests) + 1) + _STARTUP_SECONDS
+        limits = replace(self.limits, wall_seconds=seconds, cpu_seconds=seconds)
+        return Job(_HARNESS, stdin=json.dumps(payload), limits=limits), nonce
+
+    def _score(self, problem: Problem, code: str, run: ExecutionResult, nonce: str) -> Score:
+        tests = problem.metadata["tests"]
+        visible = problem.metadata["visible"]
+        loaded, outcomes = read_report(run, nonce, len(tests))
+        passed = sum(outcome == "passed" for outcome, _ in outcomes)
+        total = len(tests)
+        reward = passed / total if self.partial else float(passed == total)
+        details = {
+            "passed": passed,
+            "total": total,
+            "tests": [
+                {
+                    "index": index,
+                    "visible": index < visible,
+                    "outcome": outcome,
+                    # a hidden test's detail would leak its expected values
+                    "detail": _explain(outcome, detail, test, run) if index < visible else outcome,
+                }
+                for index, (test, (outcome, detail)) in enumerate(zip(tests, outcomes, strict=True))
+            ],
+            "load_error": loaded if isinstance(loaded, str) else None,
+            "status": run.status,
+            "execution": run.describe(),
+            "isolation": run.isolation,
+            "stderr": trim_stderr(run.stderr),
+        }
+        return Score(reward, passed == total, code[:_CODE_CHARS], details)
+
+
+def extract_code(response: str) -> tuple[str, bool]:
+    """The last fenced Python (or unmarked) block of ``response``, and whether there was one."""
+    blocks = [match.group(2) for match in _FENCE.finditer(response)]
+    if blocks:
+        return blocks[-1], True
+    return response, False
+
+
+def read_report(run: ExecutionResult, nonce: str, count: int) -> tuple[bool | str, list[tuple[str, str]]]:
+    """The harness's report: ``(loaded, [(outcome, detail)] * count)``.
+
+    ``loaded`` is ``True``, ``False`` (nothing was reported) or the load error. Tests without a
+    report are ``not_run``, with the execution's fate as their detail.
+    """
+    loaded: bool | str = False
+    outcomes = [("not_run", "")] * count
+    marker = f"@@aipo {nonce} "
+    for line in run.stdout.splitlines():
+        if not line.startswith(marker):
+            continue
+        try:
+            record = ast.literal_eval(line[len(marker) :])
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if record == ("loaded",):
+            loaded = True
+        elif isinstance(record, tuple) and record[:1] == ("load_error",) and len(record) == 2:
+            loaded = str(record[1])
+        elif (
+            isinstance(record, tuple) and len(record) == 4 and record[0] == "test" and 0 <= record[1] < count
+        ):
+            outcomes[record[1]] = (str(record[2]), str(record[3]))
+    if isinstance(loaded, str):
+        outcomes = [(outcome, detail or f"the code did not load: {loaded}") for outcome, detail in outcomes]
+    return loaded, outcomes
+
+
+def trim_stderr(stderr: str, limit: int = _STDERR_CHARS) -> str:
+    """The end of ``stderr`` (where tracebacks end), at most ``limit`` characters."""
+    return stderr if len(stderr) <= limit else "[...] " + stderr[-(limit - 6) :]
+
+
+def code_task(
+    dataset: str = "builtin",
+    *,
+    data_path: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    visible_tests: int = 1,
+    **options: Any,
+) -> CodeTask:
+    """Build the code task named ``dataset``.
+
+    Args:
+        dataset: ``"builtin"`` (a few bundled problems in the MBPP format, offline), ``"mbpp"``
+            or ``"humaneval"``.
+        data_path: a local JSONL, JSON, Parquet or CSV file in that format; without it the
+            Hugging Face hub is used (``google-research-datasets/mbpp`` ``sanitized``,
+            ``openai/openai_humaneval``).
+        split: the hub split (default ``test``).
+        limit: keep the first ``limit`` problems.
+        visible_tests: how many tests, from the first, are shown and checked by Verify.
+        options: :class:`CodeTask` keywords (``partial``, ``timeout``, ``limits``, ...).
+
+    Raises:
+        ValueError: an unknown dataset, a negative ``visible_tests``, or ``data_path`` with ``builtin``.
+        DataError: a missing file or field, or a test that is not valid Python.
+    """
+    if visible_tests < 0:
+        raise ValueError(f"visible_tests must be >= 0, got {visible_tests}")
+    if dataset == "builtin":
+        if data_path is not None:
+            raise ValueError(
+                "dataset='builtin' uses the bundled problems; pass dataset='mbpp' to read data_path"
+            )
+        bundled = resources.files("aipo_env").joinpath("data/code_builtin.jsonl")
+        with resources.as_file(bundled) as path:
+            rows = read_rows(path, hub_name="builtin", split="test", limit=limit)
+        problems = [mbpp_problem(row, source="builtin", visible=visible_tests) for row in rows]
+    elif dataset in _HUB:
+        hub_name, hub_config, hub_split = _HUB[dataset]
+        rows = read_rows(
+            data_path, hub_name=hub_name, hub_config=hub_config, split=split or hub_split, limit=limit
+        )
+        adapter = mbpp_problem if dataset == "mbpp" else humaneval_problem
+        problems = [adapter(row, source=dataset, visible=visible_tests) for row in rows]
+    else:
+        raise ValueError(f"unknown code dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    return CodeTask(problems, **options)
+
+
+def _explain(outcome: str, detail: str, test: Mapping[str, Any], run: ExecutionResult) -> str:
+    if outcome == "failed" and detail.startswith("returned") and test.get("expected"):
+        return f"it {detail}, expected {test['expected']}"
+    if outcome == "not_run":
+        return detail or f"the test did not run: the program {run.describe()} before reaching it"
+    return detail or outcome
+
+
+def _shown(test: Mapping[str, Any]) -> str:
+    source = test["shown"].strip()
+    return source if len(source) <= 300 else source[:297] + "..."
