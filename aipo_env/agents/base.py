@@ -8,6 +8,7 @@ yields an "unavailable" note in the transcript, never an exception in ``step``.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,18 @@ class AgentReply:
 class Agent(ABC):
     """A helper that answers consults.
 
+    Three entry points, all safe to call from many threads at once:
+
+    * :meth:`reply` answers one request (the env calls it on a consult);
+    * :meth:`reply_batch` answers many; model-backed agents send them concurrently (an HTTP
+      backend up to its ``max_concurrency``) or generate them in one batch, so a learner that
+      collects the pending consults of a batch of episodes pays for one round trip, not many;
+    * :meth:`areply_batch` is the same for ``asyncio`` rollout code: it awaits
+      :meth:`reply_batch` in a worker thread, so the event loop stays free.
+
+    Model-backed agents never raise from these methods: a failure comes back as
+    ``AgentReply(ok=False, error=...)``.
+
     Attributes:
         name: the role name the agent answers to.
         reference_access: whether the agent reads the reference answer and solution.
@@ -80,8 +93,12 @@ class Agent(ABC):
         """Answer one request."""
 
     def reply_batch(self, requests: Sequence[ConsultRequest]) -> list[AgentReply]:
-        """Answer many requests; backends override this to run them concurrently."""
+        """Answer many requests, in order; backends override this to run them concurrently."""
         return [self.reply(request) for request in requests]
+
+    async def areply_batch(self, requests: Sequence[ConsultRequest]) -> list[AgentReply]:
+        """:meth:`reply_batch` for ``asyncio`` code, run in a worker thread."""
+        return await asyncio.to_thread(self.reply_batch, list(requests))
 
     def close(self) -> None:
         """Release clients, servers or models. Safe to call twice."""

@@ -1,0 +1,202 @@
+"""Running a local OpenAI-compatible server for the helpers, and a tiny chat model to smoke-test it.
+
+:class:`TransformersServer` starts ``transformers serve`` (needs the ``serving`` extra:
+``pip install 'aipo[serving]'``) on 127.0.0.1 in a child process, waits until it answers, and
+stops it again; the agents reach it through the ``openai`` backend at :attr:`base_url`::
+
+    with TransformersServer("runs/helper") as server:
+        config = AgentsConfig(verify=AgentConfig(backend=OpenAIBackend(base_url=server.base_url,
+                                                                        model="runs/helper")))
+        env = gym.make("aipo/Arithmetic-v0", agents=config)
+
+:func:`save_tiny_chat_model` writes a randomly initialised Llama of a few thousand parameters
+with a word-level tokenizer and a chat template, built locally (nothing is downloaded). Its
+replies are random words, never stray bytes, so they pass the reply checks: it is for tests and
+throughput measurements, not for answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+_WORDS = (
+    "the a step claim answer check fact theorem sum product prime factor divisor number equation "
+    "correct incorrect first next strategy try compute add subtract multiply divide count square "
+    "root even odd term value left right side holds because so then we is are of to and or not "
+    "it this that one two three four five six seven eight nine ten zero"
+).split()
+_SPECIAL = ("<pad>", "<s>", "</s>", "<unk>")
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}<s> {{ message['role'] }} : {{ message['content'] }} </s>{% endfor %}"
+    "{% if add_generation_prompt %}<s> assistant :{% endif %}"
+)
+
+
+def save_tiny_chat_model(path: str | Path, *, seed: int = 0, hidden_size: int = 32) -> Path:
+    """Write a tiny chat model (weights, word-level tokenizer, chat template) to ``path``.
+
+    Its generation config suppresses the special tokens, so every reply runs to ``max_tokens``
+    words. Imports ``torch`` and ``transformers`` (only when called).
+
+    Returns:
+        ``path``, loadable with ``from_pretrained`` and servable with ``transformers serve``.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = Path(path)
+    vocabulary = {token: index for index, token in enumerate((*_SPECIAL, *_WORDS))}
+    backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(vocabulary),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, suppress_tokens=list(range(len(_SPECIAL)))
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+class TransformersServer:
+    """``transformers serve MODEL`` on 127.0.0.1, as a context manager.
+
+    Args:
+        model: a local model directory (or hub name, when the hub is reachable).
+        port: the port; ``None`` picks a free one.
+        device: where the server runs the model.
+        continuous_batching: let the server batch concurrent requests (``--continuous-batching``).
+        startup_timeout_s: how long :meth:`start` waits for the server to answer.
+        log_path: where the server's output goes; ``None`` = a temporary file.
+
+    Raises:
+        RuntimeError: from :meth:`start`, when the ``transformers`` command is missing, or the
+            server exits or does not answer in time (the message holds the end of its log).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        port: int | None = None,
+        device: str = "cpu",
+        continuous_batching: bool = False,
+        startup_timeout_s: float = 180.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model = str(model)
+        self.port = port or _free_port()
+        self.device, self.continuous_batching = device, continuous_batching
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(suffix=".log")[1])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The API root the ``openai`` backend points at."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> TransformersServer:
+        """Start the server and wait until ``/health`` answers."""
+        command = _serve_command()
+        command += [self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", self.device]
+        if self.continuous_batching:
+            command.append("--continuous-batching")
+        # Offline: a local model must never trigger a hub lookup; the hub cache dir must exist.
+        cache = Path(tempfile.gettempdir()) / "aipo-hf-cache"
+        cache.mkdir(exist_ok=True)
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"transformers serve exited with code {self._process.returncode}:\n{self._log_tail()}"
+                )
+            if self._healthy():
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(
+            f"transformers serve did not answer within {self.startup_timeout_s:g} s:\n{self._log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server (terminate, then kill after 10 s). Safe to call twice."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+        self._process = None
+
+    def __enter__(self) -> TransformersServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def _log_tail(self, characters: int = 3000) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-characters:]
+
+
+def _serve_command() -> list[str]:
+    executable = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
+    if not Path(executable).exists():
+        raise RuntimeError(
+            "the `transformers` command is not installed; pip install 'aipo[serving]' "
+            "(transformers with its serving extra)"
+        )
+    return [executable, "serve"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
