@@ -1,1 +1,42 @@
-"""Learners that consume env episodes: rollout, advantages, losses, GRPO, AIPO, ILR, trainer."""
+"""Learners that consume env episodes: rollout, advantages, losses, GRPO / AIPO, trainer, evaluation.
+
+A custom learner needs only :class:`EpisodeBatch` (from :func:`collect`); see
+``examples/custom_learner.py``. GRPO and AIPO are one :class:`Trainer`; they differ in
+``loss.agent_mode`` (the objective is written out in :mod:`algorithms.aipo`).
+"""
+
+from algorithms.advantages import group_advantages, zero_variance_fraction
+from algorithms.aipo import LossInputs, agent_coefficient, agent_token_loss, objective
+from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch, TokenizedEpisode, collate
+from algorithms.config import EvalConfig, LossConfig, TrainConfig, load_config
+from algorithms.losses import aggregate, clipped_surrogate, kl_k3, token_logprobs
+from algorithms.rollout import collect, play, rollout
+from algorithms.trainer import Trainer
+
+__all__ = [
+    "AGENT",
+    "PAD",
+    "POLICY",
+    "PROMPT",
+    "EpisodeBatch",
+    "EvalConfig",
+    "LossConfig",
+    "LossInputs",
+    "TokenizedEpisode",
+    "TrainConfig",
+    "Trainer",
+    "agent_coefficient",
+    "agent_token_loss",
+    "aggregate",
+    "clipped_surrogate",
+    "collate",
+    "collect",
+    "group_advantages",
+    "kl_k3",
+    "load_config",
+    "objective",
+    "play",
+    "rollout",
+    "token_logprobs",
+    "zero_variance_fraction",
+]

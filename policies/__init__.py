@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from policies.base import Action, Policy
+from policies.base import Action, Policy, TokenPolicy
 from policies.scripted import ConsultFirst, NeverConsult, RandomPolicy, last_number_answer
 
 _LAZY = {
@@ -33,6 +33,7 @@ __all__ = [
     "NeverConsult",
     "Policy",
     "RandomPolicy",
+    "TokenPolicy",
     "build_tiny_model",
     "build_tokenizer",
     "last_number_answer",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,30 @@ class Policy(ABC):
 
     def close(self) -> None:
         """Release models, clients or servers. Safe to call twice."""
+
+
+@runtime_checkable
+class TokenPolicy(Protocol):
+    """A policy that learners can drive token by token (:class:`~policies.hf.HFPolicy` is one).
+
+    A learner builds each episode's context from the env's segments, encoding the prompt with
+    :meth:`encode_prompt` and every other piece with :meth:`encode_text`, and asks
+    :meth:`generate` to continue many contexts at once; the sampled ids are kept as they are.
+    """
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id that pads token sequences to a common length."""
+        ...
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids that open an episode whose first segment is ``text``."""
+        ...
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of text spliced into the transcript later on."""
+        ...
+
+    def generate(self, contexts: Sequence[Sequence[int]], *, greedy: bool = False) -> list[Action]:
+        """One turn after each context, with ``token_ids`` and ``logprobs`` filled."""
+        ...

@@ -132,6 +132,10 @@ class HFPolicy(Policy):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model and tokenizer, loadable with :meth:`from_pretrained`."""
         self.model.save_pretrained(path)

@@ -1,0 +1,247 @@
+r"""The AIPO objective: GRPO on the policy's own tokens plus an off-policy term on helper tokens.
+
+An episode ``i`` is a transcript whose tokens come from the prompt, from the policy (set
+``P_i``) and from helper replies spliced in after a consult (set ``H_i``). Every episode has one
+group-relative advantage ``A_i`` (:mod:`algorithms.advantages`). For a token ``x_t`` with
+context ``s_t``::
+
+    r_t   = pi_theta(x_t | s_t) / pi_old(x_t | s_t)        policy tokens: on-policy ratio
+    rho_t = pi_theta(x_t | s_t) / pi_agent(x_t | s_t)      helper tokens: off-policy ratio
+
+``pi_old`` is the policy that sampled the episode; ``pi_agent`` is the helper's probability of its
+token, taken as 1 unless the helper reports token log-probs (a rule-based helper has no
+distribution, and an LLM helper uses another tokenizer). The loss minimised is
+
+    L(theta) = 1/N * sum_i [ sum_{t in P_i} l^pol_t  +  lambda * w_i * sum_{t in H_i} l^agent_t ]
+               + beta * KL_k3(pi_theta || pi_ref) - alpha * entropy     (policy tokens)
+
+    l^pol_t = -min(r_t A_i, clip(r_t, 1 - eps_low, 1 + eps_high) A_i)      (PPO / DAPO)
+
+and ``l^agent_t`` by ``agent_mode``:
+
+==========  ================================================  ===========================================
+mode        l^agent_t                                         gradient of l^agent_t
+==========  ================================================  ===========================================
+``mask``    0 (helper tokens excluded: GRPO with consults)    0
+``raw``     -rho_t A_i                                        -A_i rho_t grad log pi_theta
+``luffy``   -f(rho_t) A_i,  f(x) = x / (x + gamma)            -A_i gamma rho_t / (rho_t + gamma)^2 grad log pi_theta
+``aipo``    -sg[clip(rho_t, c_min, c_max)] A_i log pi_theta   -A_i clip(rho_t, c_min, c_max) grad log pi_theta
+==========  ================================================  ===========================================
+
+``sg`` stops the gradient. Why ``aipo``: under ``raw`` the coefficient of ``grad log pi_theta`` is
+``rho_t``, which vanishes for exactly the helper tokens the policy finds unlikely (the ones it
+has to learn) and explodes when ``pi_agent`` is small; LUFFY's shaping ``f`` (Yan et al., 2025)
+lifts small probabilities but still tends to zero. The detached clipped coefficient keeps every
+helper token's gradient at least ``c_min`` and at most ``c_max`` times the supervised one.
+
+``w_i = 1[A_i > 0]`` with ``agent_positive_only`` (default): helper text is imitated only in
+episodes that did better than their group, never pushed down because the policy failed
+afterwards; otherwise ``w_i = 1``. ``N`` is the number of counted tokens (policy tokens plus
+weighted helper tokens) for ``aggregation="token"``; with ``"sequence"`` each episode's sum is
+divided by its own count and ``N`` is the number of episodes.
+
+Departures from GRPO (Shao et al., 2024), each a switch in :class:`~algorithms.config.LossConfig`:
+token-level aggregation and clip-higher (DAPO), optional Dr. GRPO advantages (no std), no KL by
+default, and the helper-token term above (``agent_mode="mask"`` gives plain GRPO).
+The paper (arXiv 2605.08401) gives no formulas in the material we have; this is our objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from algorithms.config import AgentMode, LossConfig
+from algorithms.losses import aggregate, clip_fractions, clipped_surrogate, kl_k3
+
+
+def agent_coefficient(
+    logprobs: torch.Tensor,
+    agent_logprobs: torch.Tensor,
+    mode: AgentMode,
+    *,
+    clip_min: float = 0.1,
+    clip_max: float = 1.0,
+    gamma: float = 0.1,
+) -> torch.Tensor:
+    """The (detached) factor ``c_t`` in ``grad l^agent_t = -A c_t grad log pi_theta`` (module docstring).
+
+    Useful to inspect how strongly each helper token is learned; ``mask`` gives zeros.
+    """
+    rho = torch.exp(logprobs.detach() - agent_logprobs)
+    if mode == "mask":
+        return torch.zeros_like(rho)
+    if mode == "raw":
+        return rho
+    if mode == "luffy":
+        return gamma * rho / (rho + gamma) ** 2
+    if mode == "aipo":
+        return torch.clamp(rho, clip_min, clip_max)
+    raise ValueError(f"agent mode must be mask, raw, luffy or aipo, got {mode!r}")
+
+
+def agent_token_loss(
+    logprobs: torch.Tensor,
+    agent_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mode: AgentMode,
+    *,
+    clip_min: float = 0.1,
+    clip_max: float = 1.0,
+    gamma: float = 0.1,
+) -> torch.Tensor:
+    """Per-token helper loss ``l^agent_t`` ``[B, T]`` of one mode (module docstring); not masked.
+
+    Args:
+        logprobs: ``[B, T]`` ``log pi_theta`` (with gradient).
+        agent_logprobs: ``[B, T]`` ``log pi_agent`` (0 where the helper reports nothing).
+        advantages: ``[B]`` episode advantages.
+        mode: ``mask``, ``raw``, ``luffy`` or ``aipo``.
+        clip_min, clip_max: ``c_min``, ``c_max`` of ``aipo``.
+        gamma: LUFFY's ``gamma``.
+    """
+    advantage = advantages.unsqueeze(-1)
+    if mode == "mask":
+        return torch.zeros_like(logprobs)
+    if mode == "raw":
+        return -torch.exp(logprobs - agent_logprobs) * advantage
+    if mode == "luffy":
+        rho = torch.exp(logprobs - agent_logprobs)
+        return -(rho / (rho + gamma)) * advantage
+    if mode == "aipo":
+        coefficient = agent_coefficient(logprobs, agent_logprobs, mode, clip_min=clip_min, clip_max=clip_max)
+        return -coefficient * advantage * logprobs
+    raise ValueError(f"agent mode must be mask, raw, luffy or aipo, got {mode!r}")
+
+
+@dataclass
+class LossInputs:
+    """Per-token tensors of one micro-batch, ``[B, T]`` unless noted.
+
+    Attributes:
+        logprobs: ``log pi_theta`` (with gradient).
+        old_logprobs: behaviour log-probs of policy tokens.
+        agent_logprobs: ``log pi_agent`` of helper tokens.
+        advantages: ``[B]``.
+        policy_mask: policy tokens.
+        agent_mask: helper tokens.
+        ref_logprobs: ``log pi_ref``, needed when ``kl_coef > 0``.
+        entropy: per-token entropy, needed when ``entropy_coef > 0``.
+    """
+
+    logprobs: torch.Tensor
+    old_logprobs: torch.Tensor
+    agent_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    policy_mask: torch.Tensor
+    agent_mask: torch.Tensor
+    ref_logprobs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+
+
+def helper_weights(agent_mask: torch.Tensor, advantages: torch.Tensor, config: LossConfig) -> torch.Tensor:
+    """``lambda * w_i`` on helper tokens and 0 elsewhere, ``[B, T]`` (0 everywhere in ``mask`` mode)."""
+    if config.agent_mode == "mask":
+        return torch.zeros_like(agent_mask, dtype=torch.float32)
+    weights = agent_mask.float() * config.agent_weight
+    if config.agent_positive_only:
+        weights = weights * (advantages > 0).float().unsqueeze(-1)
+    return weights
+
+
+def counted_tokens(
+    policy_mask: torch.Tensor, agent_mask: torch.Tensor, advantages: torch.Tensor, config: LossConfig
+) -> torch.Tensor:
+    """Per-token weight in the normaliser ``N``: 1 on policy tokens, 1 on helper tokens that are learned."""
+    learned = helper_weights(agent_mask, advantages, config) > 0
+    return (policy_mask | learned).float()
+
+
+def objective(
+    inputs: LossInputs,
+    config: LossConfig,
+    *,
+    total_tokens: float | None = None,
+    total_sequences: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss ``L(theta)`` of the module docstring on one micro-batch, and diagnostics.
+
+    Args:
+        inputs: the micro-batch's tensors.
+        config: clip ranges, aggregation, coefficients and the helper mode.
+        total_tokens, total_sequences: normalisers of the whole minibatch (see
+            :func:`~algorithms.losses.aggregate`) when gradients are accumulated over micro-batches.
+
+    Returns:
+        The scalar loss and floats for logging: ``policy_loss``, ``agent_loss``, ``clip_low``,
+        ``clip_high`` (clip fractions), ``agent_coef`` (mean helper coefficient),
+        ``agent_clipped`` (aipo: fraction of helper tokens whose coefficient is clipped),
+        ``kl``, ``entropy``, ``ratio`` (mean ``r_t``).
+    """
+    if config.kl_coef > 0 and inputs.ref_logprobs is None:
+        raise ValueError("kl_coef > 0 needs ref_logprobs (log-probs under the reference model)")
+    if config.entropy_coef > 0 and inputs.entropy is None:
+        raise ValueError("entropy_coef > 0 needs the per-token entropy")
+    policy = inputs.policy_mask
+    # Padding and non-policy positions can hold nan behaviour log-probs; keep them out of the graph.
+    old = torch.where(policy, inputs.old_logprobs, inputs.logprobs.detach())
+    policy_loss, ratio = clipped_surrogate(
+        inputs.logprobs, old, inputs.advantages, config.clip_low, config.clip_high
+    )
+    agent_loss = agent_token_loss(
+        inputs.logprobs,
+        inputs.agent_logprobs,
+        inputs.advantages,
+        config.agent_mode,
+        clip_min=config.agent_clip_min,
+        clip_max=config.agent_clip_max,
+        gamma=config.luffy_gamma,
+    )
+    helper = helper_weights(inputs.agent_mask, inputs.advantages, config)
+    per_token = torch.where(policy, policy_loss, 0.0) + torch.where(helper > 0, helper * agent_loss, 0.0)
+    stats: dict[str, float] = {}
+    if config.kl_coef > 0:
+        kl = torch.where(policy, kl_k3(inputs.logprobs, inputs.ref_logprobs), 0.0)
+        per_token = per_token + config.kl_coef * kl
+        stats["kl"] = float(_masked_mean(kl.detach(), policy))
+    if inputs.entropy is not None:
+        stats["entropy"] = float(_masked_mean(inputs.entropy.detach(), policy))
+        if config.entropy_coef > 0:
+            per_token = per_token - config.entropy_coef * torch.where(policy, inputs.entropy, 0.0)
+    counted = counted_tokens(policy, inputs.agent_mask, inputs.advantages, config)
+    loss = aggregate(
+        per_token, counted, config.aggregation, total_tokens=total_tokens, total_sequences=total_sequences
+    )
+    low, high = clip_fractions(ratio.detach(), inputs.advantages, policy, config.clip_low, config.clip_high)
+    coefficient = agent_coefficient(
+        inputs.logprobs,
+        inputs.agent_logprobs,
+        config.agent_mode,
+        clip_min=config.agent_clip_min,
+        clip_max=config.agent_clip_max,
+        gamma=config.luffy_gamma,
+    )
+    learned = helper > 0
+    rho = torch.exp(inputs.logprobs.detach() - inputs.agent_logprobs)
+    stats.update(
+        policy_loss=float(_masked_mean(policy_loss.detach(), policy)),
+        agent_loss=float(_masked_mean(agent_loss.detach(), learned)),
+        clip_low=low,
+        clip_high=high,
+        ratio=float(_masked_mean(ratio.detach(), policy)),
+        agent_coef=float(_masked_mean(coefficient, learned)),
+        agent_clipped=float(
+            _masked_mean(((rho < config.agent_clip_min) | (rho > config.agent_clip_max)).float(), learned)
+        )
+        if config.agent_mode == "aipo"
+        else 0.0,
+    )
+    return loss, stats
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    count = mask.sum()
+    if count == 0:
+        return values.new_tensor(0.0)
+    return torch.where(mask, values, 0.0).sum() / count

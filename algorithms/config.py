@@ -1,0 +1,240 @@
+"""Typed configuration of training and evaluation, read from YAML plus ``key=value`` overrides.
+
+Every option is documented once, here, in its field's description. Unknown keys and bad values
+are errors that name the key::
+
+    config = load_config(TrainConfig, "examples/aipo_arithmetic.yaml", ["optim.lr=3e-4"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+AgentMode = Literal["mask", "raw", "luffy", "aipo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TinyModelConfig(_Strict):
+    """Shape of the built-in tiny model (used when ``model.name_or_path`` is ``tiny``)."""
+
+    architecture: Literal["qwen2", "llama"] = Field("qwen2", description="Qwen2- or Llama-style blocks.")
+    hidden_size: int = Field(64, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(192, ge=8)
+    max_positions: int = Field(4096, ge=64, description="Longest transcript in tokens.")
+    seed: int = Field(0, description="Initialisation seed.")
+
+
+class LoraConfig(_Strict):
+    """LoRA adapters (needs ``pip install peft``); only the adapters are trained."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = Field("all-linear", description="Module names, or 'all-linear'.")
+
+
+class ModelConfig(_Strict):
+    """Which model acts and learns."""
+
+    name_or_path: str = Field("tiny", description="A save_pretrained directory, a hub id, or 'tiny'.")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+    chat_template: bool = Field(False, description="Format the prompt with the tokenizer's chat template.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights' dtype.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of all weights.")
+
+
+class EnvConfig(_Strict):
+    """The environment episodes are played in."""
+
+    id: str = Field("aipo/Arithmetic-v0", description="A registered id (see `aipo envs`).")
+    kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"level": 1, "max_turns": 3},
+        description="Keyword arguments of the env's constructor (see its docstring).",
+    )
+
+
+class RolloutConfig(_Strict):
+    """How episodes are sampled."""
+
+    problems_per_step: int = Field(4, ge=1, description="Problems per training step (P).")
+    group_size: int = Field(4, ge=1, description="Episodes per problem (G); advantages compare them.")
+    max_new_tokens: int = Field(64, ge=1, description="Most tokens in one turn.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature (the learner uses it too).")
+    top_k: int = Field(0, ge=0, description="Sample from the top k tokens only (0 = all).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (1 = off).")
+
+
+class LossConfig(_Strict):
+    """The objective; :mod:`algorithms.aipo` writes it out."""
+
+    advantage_scale: Literal["group", "batch", "none"] = Field(
+        "group",
+        description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO).",
+    )
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="PPO ratio clip below 1 (epsilon_low).")
+    clip_high: float = Field(
+        0.28, ge=0.0, description="PPO ratio clip above 1 (epsilon_high, DAPO clip-higher)."
+    )
+    aggregation: Literal["token", "sequence"] = Field(
+        "token", description="Average over all tokens (DAPO) or per episode first (GRPO)."
+    )
+    kl_coef: float = Field(
+        0.0, ge=0.0, description="Weight of the k3 KL to the initial model (0 = no reference)."
+    )
+    entropy_coef: float = Field(0.0, ge=0.0, description="Weight of the entropy bonus on policy tokens.")
+    agent_mode: AgentMode = Field(
+        "aipo", description="Loss on helper tokens: mask (GRPO), raw, luffy or aipo (clipped coefficient)."
+    )
+    agent_weight: float = Field(1.0, ge=0.0, description="Weight lambda of the helper-token term.")
+    agent_positive_only: bool = Field(True, description="Learn helper tokens only in episodes with A > 0.")
+    agent_clip_min: float = Field(0.1, gt=0.0, description="aipo: lower bound c_min of the coefficient.")
+    agent_clip_max: float = Field(1.0, gt=0.0, description="aipo: upper bound c_max of the coefficient.")
+    luffy_gamma: float = Field(0.1, gt=0.0, description="luffy: gamma in f(p) = p / (p + gamma).")
+
+    @model_validator(mode="after")
+    def _clip_range(self) -> LossConfig:
+        if self.agent_clip_min > self.agent_clip_max:
+            raise ValueError(
+                f"agent_clip_min ({self.agent_clip_min}) must not exceed agent_clip_max ({self.agent_clip_max})"
+            )
+        return self
+
+
+class OptimConfig(_Strict):
+    """AdamW, its schedule, and how a batch is cut into optimizer steps."""
+
+    lr: float = Field(1e-5, gt=0.0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Clip the gradient norm (null = off).")
+    epochs: int = Field(1, ge=1, description="Passes over each batch of episodes.")
+    minibatches: int = Field(1, ge=1, description="Optimizer steps per pass (the batch is split).")
+    micro_batch_size: int = Field(8, ge=1, description="Episodes per forward pass; gradients accumulate.")
+    recompute_behaviour_logprobs: bool = Field(
+        False,
+        description="Recompute pi_old with a forward pass before the update instead of using the sampler's "
+        "log-probs (for samplers whose numerics differ, e.g. bf16 or another engine).",
+    )
+
+
+class TrainConfig(_Strict):
+    """Everything ``aipo train`` reads."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    steps: int = Field(10, ge=1, description="Training steps (one batch of episodes each).")
+    seed: int = Field(0, description="Seeds sampling, the problem order and the tiny model.")
+    output_dir: Path = Field(Path("runs/train"), description="Checkpoints, metrics.jsonl and plots.")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0 = at the end only).")
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
+    resume_from: str | None = Field(None, description="A checkpoint directory, or 'latest' in output_dir.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+    bf16: bool = Field(False, description="bfloat16 autocast for the update (CUDA only).")
+    tensorboard: bool = Field(False, description="Also log to TensorBoard (needs `pip install tensorboard`).")
+    wandb_project: str | None = Field(None, description="Also log to this W&B project (needs wandb).")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> TrainConfig:
+        episodes = self.rollout.problems_per_step * self.rollout.group_size
+        if self.optim.minibatches > episodes:
+            raise ValueError(
+                f"optim.minibatches ({self.optim.minibatches}) exceeds the episodes per step ({episodes})"
+            )
+        return self
+
+
+class EvalConfig(_Strict):
+    """Everything ``aipo eval`` reads. Consults are always off: the policy reasons alone."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    policy: str = Field(
+        "model",
+        description="'model', or a scripted baseline: 'never_consult', 'consult_first:AGENT', 'random'.",
+    )
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    problems: int = Field(32, ge=1, description="Evaluate problems 0..N-1 of the env's dataset.")
+    first_problem: int = Field(0, ge=0, description="Index of the first problem evaluated.")
+    samples: int = Field(4, ge=1, description="Episodes per problem (n of pass@k).")
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    greedy: bool = Field(False, description="Argmax decoding (then samples > 1 repeat one answer).")
+    batch_size: int = Field(64, ge=1, description="Episodes played at once.")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    output_dir: Path = Field(Path("runs/eval"), description="Where eval.json and pass_at_k.png go.")
+    progress: bool = True
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message says which key and why."""
+
+
+def load_config(kind: type[Config], path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (YAML; ``None`` = defaults), apply ``key.sub=value`` overrides, validate.
+
+    Override values are parsed as YAML (``3``, ``1e-4``, ``true``, ``[1, 3]``, ``null``).
+
+    Raises:
+        ConfigError: naming the file, the key and what is wrong.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of options, got {type(loaded).__name__}")
+        data = loaded or {}
+    for override in overrides or []:
+        _apply(data, override)
+    try:
+        return kind.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ConfigError(f"{path or 'config'}: {problems}") from error
+
+
+def _apply(data: dict[str, Any], override: str) -> None:
+    key, separator, raw = override.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"override {override!r} must look like key=value (e.g. optim.lr=1e-4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({error})") from error
+    parts = key.strip().split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,35 @@
+"""What a batch of episodes did, as ``rollout/`` metrics."""
+
+from __future__ import annotations
+
+from algorithms.advantages import zero_variance_fraction
+from algorithms.batch import EpisodeBatch
+
+
+def rollout_metrics(batch: EpisodeBatch) -> dict[str, float]:
+    """Reward, accuracy, consults per agent, zero-variance groups and token counts of ``batch``.
+
+    ``rollout/consult_rate`` is the fraction of episodes with at least one answered consult;
+    ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode.
+    """
+    records = batch.records
+    count = max(len(records), 1)
+    metrics = {
+        "rollout/reward": float(batch.rewards.mean()),
+        "rollout/accuracy": sum(record.correct for record in records) / count,
+        "rollout/consult_rate": sum(sum(record.consults.values()) > 0 for record in records) / count,
+        "rollout/unanswered_consults": sum(record.unanswered_consults for record in records) / count,
+        "rollout/invalid_actions": sum(record.invalid_actions for record in records) / count,
+        "rollout/turns": sum(sum(s.source == "policy" for s in record.segments) for record in records)
+        / count,
+        "rollout/zero_variance_groups": zero_variance_fraction(batch.rewards, batch.group_ids),
+        "rollout/policy_tokens": float(batch.policy_mask.sum(dim=1).float().mean()),
+        "rollout/agent_tokens": float(batch.agent_mask.sum(dim=1).float().mean()),
+        "rollout/episode_tokens": float(batch.attention_mask.sum(dim=1).float().mean()),
+    }
+    agents = sorted({agent for record in records for agent in record.consults})
+    for agent in agents:
+        metrics[f"rollout/consults/{agent}"] = (
+            sum(record.consults.get(agent, 0) for record in records) / count
+        )
+    return metrics

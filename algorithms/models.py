@@ -1,0 +1,109 @@
+"""Building the trainable policy from a :class:`~algorithms.config.ModelConfig`.
+
+Handles the device, the weights' dtype, gradient checkpointing and LoRA adapters (peft), so the
+trainer and the evaluator see one :class:`~policies.HFPolicy` whatever the options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from algorithms.config import ModelConfig
+from policies.hf import TINY, HFPolicy
+
+_DTYPES: dict[str, Any] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA device is available; use device=cpu or auto")
+    return torch.device(device)
+
+
+def load_policy(
+    config: ModelConfig,
+    device: torch.device,
+    *,
+    name_or_path: str | Path | None = None,
+    trainable: bool = True,
+    **settings: Any,
+) -> HFPolicy:
+    """An :class:`HFPolicy` as ``config`` describes it.
+
+    Args:
+        config: the model section of a train or eval config.
+        device: where the model runs.
+        name_or_path: load from here instead of ``config.name_or_path`` (a checkpoint on resume).
+        trainable: apply the training options (gradient checkpointing, LoRA).
+        **settings: generation settings of :class:`HFPolicy` (``max_new_tokens``, ``temperature``, ...).
+    """
+    source = str(name_or_path or config.name_or_path)
+    tiny_options = config.tiny.model_dump() if source == TINY else None
+    if source != TINY and (Path(source) / "adapter_config.json").is_file():
+        policy = _load_adapter(source, config, device, **settings)
+    else:
+        policy = HFPolicy.from_pretrained(
+            source,
+            dtype=_DTYPES[config.dtype],
+            device=device,
+            tiny_options=tiny_options,
+            chat_template=config.chat_template,
+            **settings,
+        )
+        if trainable and config.lora is not None:
+            policy.model = _with_lora(policy.model, config)
+    if trainable and config.gradient_checkpointing:
+        policy.model.gradient_checkpointing_enable()
+    return policy
+
+
+def _with_lora(model: Any, config: ModelConfig) -> Any:
+    try:
+        import peft
+    except ImportError as error:
+        raise ImportError("model.lora needs peft: pip install peft") from error
+    assert config.lora is not None
+    lora = peft.LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, lora)
+
+
+def _load_adapter(source: str, config: ModelConfig, device: torch.device, **settings: Any) -> HFPolicy:
+    """A checkpoint that holds LoRA adapters: the base model from the config, adapters on top."""
+    try:
+        import peft
+    except ImportError as error:
+        raise ImportError(
+            f"{source} holds LoRA adapters; loading them needs peft: pip install peft"
+        ) from error
+    base = load_policy(config, device, trainable=False, **settings)
+    model = peft.PeftModel.from_pretrained(base.model, source, is_trainable=True)
+    return HFPolicy(model, base.tokenizer, chat_template=config.chat_template, **settings)
+
+
+def load_weights(model: Any, path: str | Path) -> None:
+    """Replace ``model``'s weights with those saved in ``path`` (same architecture).
+
+    Raises:
+        ValueError: for LoRA-wrapped models, whose adapters are loaded with :func:`load_policy`.
+    """
+    if hasattr(model, "peft_config"):
+        raise ValueError("to resume a LoRA run, let the trainer load the policy (do not pass one)")
+    saved = type(model).from_pretrained(path, dtype=next(model.parameters()).dtype)
+    model.load_state_dict(saved.state_dict())

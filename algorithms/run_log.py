@@ -1,0 +1,112 @@
+"""Where training metrics go: ``metrics.jsonl`` always, TensorBoard and W&B on request, a PNG at the end.
+
+Metric names live in namespaces, as in cleanrl: ``rollout/`` (what the episodes did),
+``losses/`` (the objective's terms and clip fractions), ``charts/`` (learning rate, gradient
+norm, entropy), ``perf/`` (seconds and tokens per second).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PLOTTED = ("rollout/reward", "rollout/accuracy", "rollout/consult_rate", "losses/loss")
+
+
+class RunLog:
+    """Appends one JSON line per logged step and mirrors it to the optional backends.
+
+    Args:
+        directory: the run's output directory.
+        tensorboard: also write TensorBoard events to ``directory/tensorboard``.
+        wandb_project: also log to this Weights & Biases project.
+        config: the run's config, stored with W&B.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "metrics.jsonl"
+        self.directory = directory
+        self._tensorboard = _tensorboard_writer(directory) if tensorboard else None
+        self._wandb = _wandb_run(wandb_project, directory, config) if wandb_project else None
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record ``metrics`` of training step ``step``."""
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self._tensorboard is not None:
+            for name, value in metrics.items():
+                self._tensorboard.add_scalar(name, value, step)
+        if self._wandb is not None:
+            self._wandb.log(dict(metrics), step=step)
+
+    def close(self) -> Path | None:
+        """Flush the backends and draw ``training.png``; returns the plot's path (None if nothing logged)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+        return plot_metrics(self.path, self.directory / "training.png")
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The records of a ``metrics.jsonl`` (a resumed run's repeated steps keep the last record)."""
+    if not path.is_file():
+        return []
+    by_step: dict[int, dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_step[int(record["step"])] = record
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def plot_metrics(path: Path, output: Path) -> Path | None:
+    """Plot the main curves of a ``metrics.jsonl`` into ``output`` (PNG)."""
+    records = read_metrics(path)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2))
+    steps = [record["step"] for record in records]
+    for axis, name in zip(axes, PLOTTED, strict=True):
+        values = [record.get(name, float("nan")) for record in records]
+        axis.plot(steps, values, marker="." if len(steps) < 50 else None)
+        axis.set_title(name)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)
+    return output
+
+
+def _tensorboard_writer(directory: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError(
+            "tensorboard=true needs the tensorboard package: pip install tensorboard"
+        ) from error
+    return SummaryWriter(log_dir=str(directory / "tensorboard"))
+
+
+def _wandb_run(project: str, directory: Path, config: Mapping[str, Any] | None) -> Any:
+    try:
+        import wandb
+    except ImportError as error:
+        raise ImportError("wandb_project needs the wandb package: pip install wandb") from error
+    return wandb.init(project=project, dir=str(directory), config=dict(config or {}))

@@ -1,0 +1,304 @@
+"""The GRPO / AIPO trainer: the loop (:meth:`Trainer.learn`) apart from the update (:meth:`Trainer.update`).
+
+One training step:
+
+1. draw ``P`` problems (a seeded permutation of the dataset, walked in order);
+2. play ``G`` episodes of each (:func:`algorithms.rollout.collect`), consults answered;
+3. group-relative advantages (:mod:`algorithms.advantages`);
+4. ``epochs`` passes over the batch, each split into ``minibatches`` optimizer steps whose
+   gradients accumulate over micro-batches of ``micro_batch_size`` episodes; the loss is
+   :func:`algorithms.aipo.objective` (GRPO when ``loss.agent_mode="mask"``);
+5. log metrics, checkpoint every ``save_every`` steps.
+
+GRPO and AIPO differ only in ``loss.agent_mode``. Resuming from a checkpoint restores the
+weights, optimizer, scheduler, random states and the position in the problem order, so a resumed
+run matches an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+import aipo_env  # noqa: F401  (registers the env ids)
+from algorithms.advantages import group_advantages
+from algorithms.aipo import LossInputs, counted_tokens, objective
+from algorithms.batch import EpisodeBatch
+from algorithms.checkpoint import (
+    MODEL_DIR,
+    TrainerState,
+    capture_rng,
+    find_checkpoint,
+    load_state,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
+from algorithms.config import TrainConfig
+from algorithms.losses import token_logprobs
+from algorithms.metrics import rollout_metrics
+from algorithms.models import load_policy, load_weights, resolve_device
+from algorithms.rollout import collect
+from algorithms.run_log import RunLog
+from policies.hf import HFPolicy
+
+Callback = Callable[["Trainer", dict[str, float]], "bool | None"]
+_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+class Trainer:
+    """Trains an :class:`~policies.HFPolicy` with GRPO or AIPO on an aipo env.
+
+    Args:
+        config: the run's configuration.
+        policy: a policy to train instead of the one ``config.model`` describes; with
+            ``resume_from`` its weights are replaced by the checkpoint's.
+        callbacks: called after every step with ``(trainer, metrics)``; returning ``False``
+            stops training (after a checkpoint).
+    """
+
+    def __init__(
+        self, config: TrainConfig, *, policy: HFPolicy | None = None, callbacks: Sequence[Callback] = ()
+    ) -> None:
+        self.config, self.callbacks = config, list(callbacks)
+        self.device = resolve_device(config.device)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
+        settings = config.rollout.model_dump(exclude={"problems_per_step", "group_size"})
+        if policy is None:
+            path = checkpoint / MODEL_DIR if checkpoint else None
+            policy = load_policy(config.model, self.device, name_or_path=path, **settings)
+        elif checkpoint is not None:
+            load_weights(policy.model, checkpoint / MODEL_DIR)
+        self.policy = policy
+        self.model = self.policy.model.train()
+        self.reference = None
+        if config.loss.kl_coef > 0:
+            self.reference = load_policy(config.model, self.device, trainable=False).model.eval()
+            self.reference.requires_grad_(False)
+        self.envs = self._make_envs()
+        self.dataset_size = len(self.envs[0].unwrapped.task)
+        self.parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+        )
+        self.scheduler = get_scheduler(
+            _SCHEDULES[optim.schedule],
+            self.optimizer,
+            num_warmup_steps=optim.warmup_steps,
+            num_training_steps=config.steps * optim.epochs * optim.minibatches,
+        )
+        self.step = self.data_epoch = self.data_position = 0
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        self.log = RunLog(
+            config.output_dir,
+            tensorboard=config.tensorboard,
+            wandb_project=config.wandb_project,
+            config=config.model_dump(mode="json"),
+        )
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def learn(self) -> dict[str, float]:
+        """Train until ``config.steps`` (or a callback says stop); returns the last step's metrics."""
+        config, metrics = self.config, {}
+        bar = tqdm(total=config.steps, initial=self.step, desc="train", disable=not config.progress)
+        try:
+            while self.step < config.steps:
+                metrics = self.train_step()
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['rollout/reward']:.3f}", loss=f"{metrics['losses/loss']:.4f}"
+                )
+                stop = any(callback(self, metrics) is False for callback in self.callbacks)
+                due = config.save_every and self.step % config.save_every == 0
+                if due or stop or self.step == config.steps:
+                    self.save()
+                if stop:
+                    break
+            self.policy.save_pretrained(config.output_dir / "final")
+        finally:
+            bar.close()
+            self.log.close()
+        return metrics
+
+    def train_step(self) -> dict[str, float]:
+        """Collect one batch, update on it, log; returns the step's metrics."""
+        started = time.perf_counter()
+        batch = self.collect()
+        collected = time.perf_counter()
+        metrics = self.update(batch)
+        updated = time.perf_counter()
+        self.step += 1
+        metrics.update(rollout_metrics(batch))
+        policy_tokens = float(batch.policy_mask.sum())
+        all_tokens = float(batch.attention_mask.sum()) * self.config.optim.epochs
+        metrics.update(
+            {
+                "perf/rollout_s": collected - started,
+                "perf/update_s": updated - collected,
+                "perf/generated_tokens_per_s": policy_tokens / max(collected - started, 1e-9),
+                "perf/trained_tokens_per_s": all_tokens / max(updated - collected, 1e-9),
+            }
+        )
+        self.log.log(self.step, metrics)
+        return metrics
+
+    def collect(self) -> EpisodeBatch:
+        """Play ``group_size`` episodes of each of the next ``problems_per_step`` problems."""
+        return collect(self.policy, self.envs, self.next_problems(), self.config.rollout.group_size)
+
+    def next_problems(self) -> list[int]:
+        """The next problems of the seeded order; a new order is drawn after each pass."""
+        wanted, problems = self.config.rollout.problems_per_step, []
+        while len(problems) < wanted:
+            order = np.random.default_rng([self.config.seed, self.data_epoch]).permutation(self.dataset_size)
+            taken = order[self.data_position : self.data_position + wanted - len(problems)]
+            problems += [int(index) for index in taken]
+            self.data_position += len(taken)
+            if self.data_position >= self.dataset_size:
+                self.data_epoch, self.data_position = self.data_epoch + 1, 0
+        return problems
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics."""
+        config, optim = self.config, self.config.optim
+        batch = batch.to(self.device)
+        advantages = group_advantages(batch.rewards, batch.group_ids, scale=config.loss.advantage_scale)
+        old = batch.behaviour_logprobs
+        if optim.recompute_behaviour_logprobs or bool((torch.isnan(old) & batch.policy_mask).any()):
+            old = self._logprobs_without_grad(self.model, batch)
+        reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
+        totals: dict[str, float] = defaultdict(float)
+        updates = 0
+        for _ in range(optim.epochs):
+            for rows in torch.randperm(len(batch)).chunk(optim.minibatches):
+                counted = counted_tokens(
+                    batch.policy_mask[rows], batch.agent_mask[rows], advantages[rows], config.loss
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro in rows.split(optim.micro_batch_size):
+                    for name, value in self._backward(
+                        batch, micro, advantages, old, reference, float(counted.sum()), len(rows)
+                    ).items():
+                        totals[name] += value * len(micro) / len(rows)
+                norm = torch.nn.utils.clip_grad_norm_(self.parameters, optim.max_grad_norm or float("inf"))
+                totals["charts/grad_norm"] += float(norm)
+                totals["charts/lr"] += self.scheduler.get_last_lr()[0]
+                self.optimizer.step()
+                self.scheduler.step()
+                updates += 1
+        metrics = {name: value / updates for name, value in totals.items()}
+        metrics["charts/advantage_abs"] = float(advantages.abs().mean())
+        return metrics
+
+    def _backward(
+        self,
+        batch: EpisodeBatch,
+        micro: torch.Tensor,
+        advantages: torch.Tensor,
+        old: torch.Tensor,
+        reference: torch.Tensor | None,
+        total_tokens: float,
+        total_sequences: int,
+    ) -> dict[str, float]:
+        part = batch.select(micro)
+        width = part.input_ids.shape[1]
+        with self._autocast():
+            logprobs, entropy = token_logprobs(
+                self.model,
+                part.input_ids,
+                part.attention_mask,
+                temperature=self.config.rollout.temperature,
+                with_entropy=True,
+            )
+        inputs = LossInputs(
+            logprobs=logprobs,
+            old_logprobs=old[micro, :width],
+            agent_logprobs=part.agent_logprobs,
+            advantages=advantages[micro],
+            policy_mask=part.policy_mask,
+            agent_mask=part.agent_mask,
+            ref_logprobs=None if reference is None else reference[micro, :width],
+            entropy=entropy,
+        )
+        loss, stats = objective(
+            inputs, self.config.loss, total_tokens=total_tokens, total_sequences=total_sequences
+        )
+        loss.backward()
+        # The micro-batch losses add up to the minibatch loss; rescale so that the weighted mean does.
+        named = {f"losses/{name}": value for name, value in stats.items() if name != "entropy"}
+        named["losses/loss"] = float(loss.detach()) * total_sequences / len(micro)
+        if "entropy" in stats:
+            named["charts/entropy"] = stats["entropy"]
+        return named
+
+    @torch.no_grad()
+    def _logprobs_without_grad(self, model: torch.nn.Module, batch: EpisodeBatch) -> torch.Tensor:
+        out = torch.zeros_like(batch.behaviour_logprobs)
+        for micro in torch.arange(len(batch), device=batch.input_ids.device).split(
+            self.config.optim.micro_batch_size
+        ):
+            part = batch.select(micro.cpu())
+            with self._autocast():
+                logprobs, _ = token_logprobs(
+                    model, part.input_ids, part.attention_mask, temperature=self.config.rollout.temperature
+                )
+            out[micro, : logprobs.shape[1]] = logprobs.float()
+        return out
+
+    def _autocast(self) -> Any:
+        if self.config.bf16 and self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Checkpoint into ``output_dir/checkpoints/step-NNNNNN`` and prune old checkpoints."""
+        state = TrainerState(
+            step=self.step,
+            data_epoch=self.data_epoch,
+            data_position=self.data_position,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=capture_rng(),
+            config=self.config.model_dump(mode="json"),
+        )
+        directory = self.config.output_dir / "checkpoints" / f"step-{self.step:06d}"
+        save_checkpoint(directory, self.policy, state)
+        prune_checkpoints(self.config.output_dir, self.config.keep_checkpoints)
+
+    def _restore(self, checkpoint: Any) -> None:
+        state = load_state(checkpoint)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.step, self.data_epoch, self.data_position = state.step, state.data_epoch, state.data_position
+        restore_rng(state.rng)
+
+    def _make_envs(self) -> list[gym.Env]:
+        env = self.config.env
+        count = self.config.rollout.problems_per_step * self.config.rollout.group_size
+        try:
+            return [gym.make(env.id, **env.kwargs) for _ in range(count)]
+        except (TypeError, ValueError, gym.error.Error) as error:
+            raise ValueError(f"env.id={env.id!r} with env.kwargs={env.kwargs}: {error}") from error

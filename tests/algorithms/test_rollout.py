@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+from scripted_lm import ForcedPolicy
+
+import aipo_env  # noqa: F401  (registers the ids)
+from algorithms.batch import AGENT, POLICY, PROMPT
+from algorithms.losses import token_logprobs
+from algorithms.rollout import collect, play, rollout
+from policies import ConsultFirst, HFPolicy
+
+
+@pytest.fixture(scope="module")
+def policy() -> ForcedPolicy:
+    torch.manual_seed(0)
+    return ForcedPolicy(HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16), consult_prob=0.5)
+
+
+def make_envs(count: int, **kwargs) -> list[gym.Env]:
+    return [gym.make("aipo/Arithmetic-v0", level=1, max_turns=3, **kwargs) for _ in range(count)]
+
+
+def test_masks_are_exact_segment_by_segment(policy: ForcedPolicy) -> None:
+    episodes = rollout(policy, make_envs(8), [0, 1], group_size=4)
+    assert [episode.group for episode in episodes] == [0, 0, 0, 0, 1, 1, 1, 1]
+    decode = policy.tokenizer.decode
+    consulted = 0
+    for episode in episodes:
+        ids, sources = torch.tensor(episode.token_ids), torch.tensor(episode.sources)
+        record = episode.record
+        assert decode(ids[sources == AGENT].tolist()) == "".join(record.texts("agent"))
+        policy_text = decode(ids[sources == POLICY].tolist(), skip_special_tokens=True)
+        assert policy_text == "".join(record.texts("policy"))
+        assert decode(ids[sources == PROMPT].tolist(), skip_special_tokens=True) == "".join(
+            record.texts("prompt")
+        )
+        consulted += record.consults["reasoning"]
+    assert 0 < consulted < len(episodes)
+
+
+def test_behaviour_logprobs_are_those_of_the_training_sequence(policy: ForcedPolicy) -> None:
+    batch = collect(policy, make_envs(4), [2], group_size=4)
+    with torch.no_grad():
+        logprobs, _ = token_logprobs(policy.model, batch.input_ids, batch.attention_mask)
+    mask = batch.policy_mask
+    # the contexts the policy generated from are exactly the tokens it is trained on
+    assert torch.allclose(logprobs[mask], batch.behaviour_logprobs[mask], atol=1e-4)
+    assert batch.rewards.tolist() == [float(r.correct) for r in batch.records]
+    assert set(batch.rewards.tolist()) == {0.0, 1.0}
+
+
+def test_select_trims_padding(policy: ForcedPolicy) -> None:
+    batch = collect(policy, make_envs(4), [3], group_size=4)
+    shortest = int(batch.attention_mask.sum(dim=1).argmin())
+    part = batch.select([shortest])
+    assert part.input_ids.shape[1] == int(batch.attention_mask[shortest].sum())
+    assert part.records[0] is batch.records[shortest]
+
+
+def test_a_sampling_policy_plays_whole_episodes() -> None:
+    sampler = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=8)
+    batch = collect(sampler, make_envs(4), [0, 1], group_size=2)
+    assert len(batch) == 4 and batch.policy_mask.any(dim=1).all()
+
+
+def test_play_runs_scripted_baselines_and_checks_env_count() -> None:
+    records = play(ConsultFirst("reasoning"), make_envs(3), [0, 1, 2])
+    assert [record.correct for record in records] == [True, True, True]
+    with pytest.raises(ValueError, match="need 4 envs"):
+        play(ConsultFirst("reasoning"), make_envs(3), [0, 1], group_size=2)

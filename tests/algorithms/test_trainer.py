@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from scripted_lm import ForcedPolicy
+
+from algorithms.config import TrainConfig
+from algorithms.trainer import Trainer
+from policies import HFPolicy
+
+
+def make_config(output_dir: Path, **sections: dict) -> TrainConfig:
+    data: dict = {
+        "steps": 2,
+        "output_dir": str(output_dir),
+        "progress": False,
+        "env": {"kwargs": {"level": 1, "max_turns": 3}},
+        "rollout": {"problems_per_step": 2, "group_size": 4, "max_new_tokens": 16},
+        "optim": {"lr": 1e-3, "micro_batch_size": 3},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
+    return TrainConfig.model_validate(data)
+
+
+def make_trainer(config: TrainConfig, **options) -> Trainer:
+    base = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16)
+    return Trainer(config, policy=ForcedPolicy(base), **options)
+
+
+def parameters(trainer: Trainer) -> list[torch.Tensor]:
+    return [parameter.detach().clone() for parameter in trainer.model.parameters()]
+
+
+def same(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_grpo_and_aipo_steps_change_the_parameters_differently(tmp_path: Path) -> None:
+    results = {}
+    for mode in ("mask", "aipo"):
+        trainer = make_trainer(make_config(tmp_path / mode, loss={"agent_mode": mode}))
+        before = parameters(trainer)
+        metrics = trainer.train_step()
+        assert 0 < metrics["rollout/consult_rate"] < 1 and metrics["rollout/zero_variance_groups"] < 1
+        results[mode] = parameters(trainer)
+        assert not same(before, results[mode])
+    # same seed, same episodes: only the helper-token term tells the two apart
+    assert not same(results["mask"], results["aipo"])
+
+
+def test_the_loss_goes_down_on_a_fixed_batch(tmp_path: Path) -> None:
+    trainer = make_trainer(make_config(tmp_path, loss={"agent_mode": "aipo"}))
+    batch = trainer.collect()
+    losses = [trainer.update(batch)["losses/loss"] for _ in range(6)]
+    assert losses[-1] < losses[0]
+
+
+def test_gradient_accumulation_equals_one_big_micro_batch(tmp_path: Path) -> None:
+    for aggregation in ("token", "sequence"):
+        loss = {"aggregation": aggregation}
+        whole = make_trainer(make_config(tmp_path / "a", loss=loss, optim={"micro_batch_size": 8}))
+        parts = make_trainer(make_config(tmp_path / "b", loss=loss, optim={"micro_batch_size": 3}))
+        batch = whole.collect()
+        torch.manual_seed(1)
+        whole.update(batch)
+        torch.manual_seed(1)
+        parts.update(batch)
+        # the gradients of the (only) optimizer step are still in .grad
+        for a, b in zip(whole.model.parameters(), parts.model.parameters(), strict=True):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_exact_resume(tmp_path: Path) -> None:
+    straight = make_trainer(
+        make_config(tmp_path / "straight", steps=4, save_every=2, optim={"minibatches": 2})
+    )
+    straight.learn()
+    checkpoint = tmp_path / "straight" / "checkpoints" / "step-000002"
+    assert checkpoint.is_dir()
+    resumed = make_trainer(
+        make_config(tmp_path / "resumed", steps=4, resume_from=str(checkpoint), optim={"minibatches": 2})
+    )
+    assert resumed.step == 2
+    resumed.learn()
+    assert same(parameters(straight), parameters(resumed))
+    # and the run really moved: the first checkpoint differs from the end
+    first_half = make_trainer(make_config(tmp_path / "other", steps=4, resume_from=str(checkpoint)))
+    assert not same(parameters(first_half), parameters(straight))
+
+
+def test_kl_and_entropy_terms_are_logged(tmp_path: Path) -> None:
+    trainer = make_trainer(make_config(tmp_path, loss={"kl_coef": 0.1, "entropy_coef": 0.01}))
+    first = trainer.train_step()
+    second = trainer.train_step()
+    assert first["losses/kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at the start
+    assert second["losses/kl"] > 0 and second["charts/entropy"] > 0
+
+
+def test_a_callback_stops_training_and_a_checkpoint_is_written(tmp_path: Path) -> None:
+    trainer = make_trainer(make_config(tmp_path, steps=5), callbacks=[lambda trainer, metrics: False])
+    trainer.learn()
+    assert trainer.step == 1
+    assert (tmp_path / "checkpoints" / "step-000001" / "model").is_dir()
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "training.png").is_file()
+
+
+def test_bad_env_kwargs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="env.kwargs"):
+        make_trainer(make_config(tmp_path, env={"kwargs": {"levle": 1}}))
