@@ -38,7 +38,7 @@ _HUB = {
     "humaneval": ("openai/openai_humaneval", None, "test"),
 }
 _HARNESS = Path(__file__).with_name("code_harness.py").read_text(encoding="utf-8")
-_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_PYTHON_FENCES = frozenset({"python", "python3", "py", ""})
 _STDERR_CHARS = 2000
 _CODE_CHARS = 4000
 _STARTUP_SECONDS = 2.0
@@ -220,8 +220,26 @@ class CodeTask(Task):
 
 
 def extract_code(response: str) -> tuple[str, bool]:
-    """The last fenced Python (or unmarked) block of ``response``, and whether there was one."""
-    blocks = [match.group(2) for match in _FENCE.finditer(response)]
+    """The last fenced Python (or unmarked) block of ``response``, and whether there was one.
+
+    Fences are lines that start with three backticks; the opening one may name a language, and
+    only ``python``, ``python3``, ``py`` or no name count. An unclosed last block runs to the end.
+    """
+    blocks: list[str] = []
+    language: str | None = None  # None: outside a block
+    lines: list[str] = []
+    for line in response.splitlines(keepends=True):
+        fence = line.strip()
+        if language is None and fence.startswith("```"):
+            language, lines = fence[3:].strip().lower(), []
+        elif language is not None and fence == "```":
+            if language in _PYTHON_FENCES:
+                blocks.append("".join(lines))
+            language = None
+        elif language is not None:
+            lines.append(line)
+    if language in _PYTHON_FENCES:
+        blocks.append("".join(lines))
     if blocks:
         return blocks[-1], True
     return response, False

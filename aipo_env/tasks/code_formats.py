@@ -153,8 +153,10 @@ def split_check(test_source: str, entry_point: str) -> tuple[str, list[str], str
     units[-1].extend(pending)
     parameter = check.args.args[0].arg
     tests = [ast.unparse(ast.Module(body=unit, type_ignores=[])) for unit in units]
-    first_call = next((i for i, test in enumerate(tests) if _uses(test, parameter)), 0)
-    tests.insert(0, tests.pop(first_call))
+    first_call = next((i for i, test in enumerate(tests) if _names(test, ast.Load) & {parameter}), 0)
+    earlier = set().union(*(_names(test, ast.Store) for test in tests[:first_call]))
+    if not earlier & _names(tests[first_call], ast.Load):  # it must not need what earlier tests set up
+        tests.insert(0, tests.pop(first_call))
     helpers = [node for node in tree.body if node is not check]
     setup = ast.unparse(ast.Module(body=helpers, type_ignores=[]))
     return f"{setup}\n{parameter} = {entry_point}\n", tests, parameter
@@ -170,8 +172,13 @@ def rename(source: str, old: str, new: str) -> str:
     return ast.unparse(Renamer().visit(ast.parse(source)))
 
 
-def _uses(source: str, name: str) -> bool:
-    return any(isinstance(node, ast.Name) and node.id == name for node in ast.walk(ast.parse(source)))
+def _names(source: str, context: type[ast.expr_context]) -> set[str]:
+    """The variable names that ``source`` reads (``ast.Load``) or assigns (``ast.Store``)."""
+    return {
+        node.id
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, context)
+    }
 
 
 def _steps(code: str) -> tuple[str, ...]:
