@@ -13,7 +13,7 @@ English stop words removed and words stemmed (Snowball, via PyStemmer). An entry
 so the question asked counts most and the problem breaks ties. The best ``top_k`` entries with a
 positive score are returned as ``"Title: text"`` paragraphs, as many as fit the reply budget
 (the first one is trimmed if it alone is too long). Entries a task brings (``Task.knowledge()``)
-are searched too, in an index built once per task.
+are searched too: they join the agent's entries in one index, built once per task.
 """
 
 from __future__ import annotations
@@ -122,30 +122,21 @@ class RetrievalKnowledge(Agent):
         self._lock = threading.Lock()
 
     def reply(self, request: ConsultRequest) -> AgentReply:
-        ranked = self.search(request.query, request.question, self._task_index(request))
+        ranked = self.search(request.query, request.question, self._index_for(request))
         if not ranked:
             return AgentReply(NO_MATCH)
         return AgentReply(self._format(ranked))
 
     def search(
-        self, query: str, context: str = "", extra: KnowledgeIndex | None = None
-    ) -> list[Mapping[str, Any]]:
-        """The best ``top_k`` entries for ``query`` (and ``context``), best first."""
-        scored: list[tuple[float, int, Mapping[str, Any]]] = []
-        for rank_base, index in enumerate((self.index, extra)):
-            if index is None or not index.entries:
-                continue
-            scores = index.scores(query)
-            if self.context_weight and context:
-                scores = scores + self.context_weight * index.scores(context)
-            offset = rank_base * len(self.index.entries)
-            scored.extend(
-                (float(score), offset + position, entry)
-                for position, (score, entry) in enumerate(zip(scores, index.entries, strict=True))
-                if score > 0
-            )
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        return [entry for _, _, entry in scored[: self.top_k]]
+        self, query: str, context: str = "", index: KnowledgeIndex | None = None
+    ) -> list[dict[str, Any]]:
+        """The best ``top_k`` entries of ``index`` (default: the agent's own) for ``query`` and ``context``."""
+        index = index or self.index
+        scores = index.scores(query)
+        if self.context_weight and context:
+            scores = scores + self.context_weight * index.scores(context)
+        order = sorted(range(len(scores)), key=lambda position: (-scores[position], position))
+        return [index.entries[position] for position in order[: self.top_k] if scores[position] > 0]
 
     def _format(self, entries: Sequence[Mapping[str, Any]]) -> str:
         paragraphs: list[str] = []
@@ -160,14 +151,18 @@ class RetrievalKnowledge(Agent):
             used += len(paragraph) + 1
         return "\n".join(paragraphs)
 
-    def _task_index(self, request: ConsultRequest) -> KnowledgeIndex | None:
+    def _index_for(self, request: ConsultRequest) -> KnowledgeIndex:
+        """The agent's entries plus the task's, indexed together once per task (BM25 weights
+        depend on the whole collection, so separate indexes would not rank comparably)."""
         if not self.task_knowledge:
-            return None
+            return self.index
         with self._lock:
             cached = self._task_indexes.get(id(request.task))
             # The task object is kept with its index so that its id cannot be reused meanwhile.
             if cached is None or cached[0] is not request.task:
-                cached = (request.task, KnowledgeIndex(list(request.task.knowledge())))
+                extra = list(request.task.knowledge())
+                index = KnowledgeIndex([*self.index.entries, *extra]) if extra else self.index
+                cached = (request.task, index)
                 self._task_indexes[id(request.task)] = cached
             return cached[1]
 
