@@ -3,6 +3,8 @@
     aipo envs                      list the registered environment ids
     aipo play ID [-o key=value]    play an episode yourself in the terminal
     aipo demo                      the main job on its built-in default
+    aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
+    aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import gymnasium as gym
 import typer
 
 import aipo_env
+from aipo import evaluate, train
 from aipo.play import follow_reasoning, parse_options, run_scripted_episode
 
 app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
+app.command("train")(train.command)
+app.command("eval")(evaluate.command)
 
 
 @app.command()

@@ -125,15 +125,21 @@ def tokenize_episode(
 
 
 def play(
-    policy: Policy, envs: Sequence[gym.Env], problems: Sequence[int], group_size: int = 1
+    policy: Policy,
+    envs: Sequence[gym.Env],
+    problems: Sequence[int],
+    group_size: int = 1,
+    *,
+    greedy: bool = False,
 ) -> list[EpisodeRecord]:
     """Play episodes with any policy through :meth:`~policies.base.Policy.act`; return the records.
 
-    Token policies are played through :func:`rollout` instead, so evaluation sees the same
-    contexts as training.
+    Token policies are played through :func:`rollout` instead (``greedy`` applies to them), so
+    evaluation sees the same contexts as training. Records come in env order: copy ``g`` of
+    problem ``p`` is record ``p * group_size + g``.
     """
     if isinstance(policy, TokenPolicy):
-        return [episode.record for episode in rollout(policy, envs, problems, group_size)]
+        return [episode.record for episode in rollout(policy, envs, problems, group_size, greedy=greedy)]
     slots = _assign(envs, problems, group_size)
     observations = [env.reset(options={"index": index})[0] for env, index in slots]
     records: list[EpisodeRecord | None] = [None] * len(slots)

@@ -1,0 +1,58 @@
+"""``aipo train CONFIG.yaml [key=value ...]``: GRPO / AIPO training from a typed config.
+
+The command parses the config (:class:`algorithms.config.TrainConfig`), then runs
+:class:`algorithms.trainer.Trainer`. Torch and transformers are imported only when it runs, so
+the rest of the command line stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from algorithms.config import TrainConfig
+
+
+def split_arguments(arguments: list[str]) -> tuple[Path | None, list[str]]:
+    """``[CONFIG.yaml] key=value ...`` -> (config path or None, overrides)."""
+    if arguments and "=" not in arguments[0]:
+        return Path(arguments[0]), arguments[1:]
+    return None, list(arguments)
+
+
+def run_train(config: TrainConfig) -> dict[str, float]:
+    """Train as ``config`` says; returns the last step's metrics."""
+    from algorithms.trainer import Trainer
+
+    return Trainer(config).learn()
+
+
+def command(
+    arguments: list[str] = typer.Argument(
+        None,
+        metavar="[CONFIG.yaml] [KEY=VALUE]...",
+        help="A YAML config (see examples/) and dotted overrides, e.g. optim.lr=1e-4 loss.agent_mode=mask.",
+    ),
+) -> None:
+    """Train a policy with GRPO or AIPO (loss.agent_mode) on an aipo env; checkpoints and metrics go to output_dir."""
+    from transformers.utils import logging as transformers_logging
+
+    from algorithms.config import ConfigError, TrainConfig, load_config
+
+    transformers_logging.disable_progress_bar()  # one bar (training) is enough
+    path, overrides = split_arguments(arguments or [])
+    try:
+        config = load_config(TrainConfig, path, overrides)
+    except ConfigError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from error
+    metrics = run_train(config)
+    summary = ", ".join(
+        f"{name.split('/')[-1]} {metrics[name]:.3f}"
+        for name in ("rollout/reward", "rollout/accuracy", "rollout/consult_rate")
+        if name in metrics
+    )
+    typer.echo(f"done: {summary}; model in {config.output_dir / 'final'}, metrics in {config.output_dir}")
