@@ -39,7 +39,7 @@ class SamplingConfig(_Strict):
     Attributes:
         temperature: 0 is greedy decoding (and turns the reply cache on by default).
         top_p: nucleus sampling mass.
-        max_tokens: the longest reply in tokens; a reply that hits it is marked ``[trimmed]``.
+        max_tokens: the longest reply in tokens (replies that hit it are counted in the agent's stats).
         seed: sampling seed passed to the backend, where it supports one.
         stop: strings that end the reply.
     """

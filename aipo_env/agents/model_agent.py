@@ -10,9 +10,11 @@ all backends:
 * a failed request, an empty reply or a garbled one (:func:`looks_garbled`) becomes an
   ``AgentReply(ok=False)`` whose ``error`` says what happened, so the env writes its
   "unavailable" note and counts the failure; nothing raises out of :meth:`reply_batch`;
-* a reply longer than ``max_reply_chars``, or cut by the token limit, ends with ``[trimmed]``;
+* a reply longer than ``max_reply_chars`` is cut there and ends with ``[trimmed]`` (and loses
+  its token log-probabilities, which no longer match it); a reply that stopped at the token
+  limit is kept as generated and counted;
 * :attr:`ModelAgent.stats` counts requests, answers, failures (by error kind), cache hits,
-  trimmed replies and retries.
+  trimmed replies, replies that hit the token limit, and retries.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class AgentStats:
     failures: int = 0
     cache_hits: int = 0
     trimmed: int = 0
+    token_limit_hits: int = 0
     retries: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -82,6 +85,7 @@ class AgentStats:
             "failures": self.failures,
             "cache_hits": self.cache_hits,
             "trimmed": self.trimmed,
+            "token_limit_hits": self.token_limit_hits,
             "retries": self.retries,
             "errors": dict(self.errors),
         }
@@ -168,12 +172,13 @@ class ModelAgent(Agent):
         if looks_garbled(text):
             return self._failure(ReplyError("garbled reply"))
         logprobs = result.token_logprobs
-        limit = self.config.max_reply_chars
-        if len(text) > limit or result.finish_reason == "length" or text != result.text.strip():
-            # The text no longer matches the generated tokens one to one.
+        if text != result.text.strip():
+            logprobs = None  # thinking was removed: the text no longer matches the generated tokens
+        if result.finish_reason == "length":
+            self._count(token_limit_hits=1)
+        if len(text) > self.config.max_reply_chars:
+            text = trim_reply(text, self.config.max_reply_chars)
             logprobs = None
-        if len(text) > limit or result.finish_reason == "length":
-            text = trim_reply(text, limit)
             self._count(trimmed=1)
         self._count(answered=1)
         return AgentReply(text, token_logprobs=logprobs)

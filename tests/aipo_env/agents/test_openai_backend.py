@@ -122,10 +122,11 @@ def test_long_and_cut_replies_are_trimmed_and_drop_their_logprobs(
     assert reply.token_logprobs is None and agent.stats.trimmed == 1
     assert server.bodies[0]["logprobs"] is True
 
-    cut = fake_server(ok(chat_response, text="Try factoring 196 into", finish="length"))
-    assert (
-        OpenAIAgent("knowledge", openai_config(cut.base_url)).reply(make_request()).text.endswith("[trimmed]")
-    )
+    cut = fake_server(ok(chat_response, text="Try factoring 196 into", finish="length", logprobs=[-1.0] * 4))
+    agent = OpenAIAgent("knowledge", openai_config(cut.base_url, logprobs=True))
+    reply = agent.reply(make_request())
+    assert reply.text == "Try factoring 196 into" and reply.token_logprobs == (-1.0,) * 4
+    assert agent.stats.token_limit_hits == 1 and agent.stats.trimmed == 0
 
 
 def test_logprobs_are_returned_when_the_server_gives_them(
