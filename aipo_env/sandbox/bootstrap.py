@@ -1,7 +1,9 @@
 """The first code that runs inside the sandbox: limits, privileges, then the program.
 
-The parent starts ``python -I -S -c <this file's source> <config JSON>``; it is never imported.
-Standard library only, since the sandboxed interpreter runs without site-packages. In order:
+The parent starts ``python -I -S -c <this file's source> MAIN UID NAME=VALUE...``, where ``UID``
+is ``-`` when the program keeps the parent's user and each ``NAME=VALUE`` is a ``resource.RLIMIT_*``
+limit; it is never imported. Standard library only, since the sandboxed interpreter runs without
+site-packages, and no ``json`` (importing it costs more than the rest of the start-up). In order:
 
 1. When it is process 1 of a fresh PID namespace (the ``unshare`` mode), it forks and stays
    behind as a minimal init that reaps orphans and exits with the program's status
@@ -15,7 +17,6 @@ Standard library only, since the sandboxed interpreter runs without site-package
 4. It runs ``main.py`` from the working directory as ``__main__``.
 """
 
-import json
 import os
 import resource
 import sys
@@ -36,26 +37,25 @@ def _be_init() -> None:
             os._exit(code if code >= 0 else 128 - code)
 
 
-def _limit(config: dict) -> None:
-    for name, value in config["rlimits"].items():
-        hard = value + 1 if name == "RLIMIT_CPU" else value
-        resource.setrlimit(getattr(resource, name), (value, hard))
-    uid = config.get("uid")
-    if uid is not None:
+def _limit(uid: str, limits: list[str]) -> None:
+    for setting in limits:
+        name, value = setting.split("=")
+        hard = int(value) + 1 if name == "RLIMIT_CPU" else int(value)
+        resource.setrlimit(getattr(resource, name), (int(value), hard))
+    if uid != "-":
         os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        if os.getuid() != uid or os.geteuid() != uid:
+        os.setgid(int(uid))
+        os.setuid(int(uid))
+        if os.getuid() != int(uid) or os.geteuid() != int(uid):
             raise SystemExit("sandbox bootstrap: could not drop privileges")
     os.umask(0o077)
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
+    path, uid, *limits = sys.argv[1:]
     if os.getpid() == 1:
         _be_init()
-    _limit(config)
-    path = config["main"]
+    _limit(uid, limits)
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
     sys.argv = [path]

@@ -31,7 +31,6 @@ zero; ``none`` shares the count with the user's other processes, so it allows th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -84,12 +83,9 @@ class Isolation:
     def command(self, workdir: Path, limits: Limits, uid: int | None = None) -> list[str]:
         """The argv that runs ``workdir/main.py`` under ``limits``, as ``uid`` when dropping privileges."""
         extra = _processes_of(os.getuid()) if self.mode == "none" and os.getuid() != 0 else 0
-        config = {
-            "rlimits": limits.rlimits(extra_processes=extra),
-            "uid": (DEFAULT_UID if uid is None else uid) if self.drop_privileges else None,
-            "main": "main.py",
-        }
-        program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(config)]
+        user = str(DEFAULT_UID if uid is None else uid) if self.drop_privileges else "-"
+        settings = [f"{name}={value}" for name, value in limits.rlimits(extra_processes=extra).items()]
+        program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, "main.py", user, *settings]
         if self.mode == "bwrap":
             mounts = ["--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--remount-ro", "/"]
             return [*self._bwrap_prefix, *mounts, "--", *program]

@@ -18,7 +18,7 @@ the first failure; hidden tests never reach the policy, not even their outcome d
 from __future__ import annotations
 
 import ast
-import json
+import marshal
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -188,7 +188,7 @@ class CodeTask(Task):
         }
         seconds = self.timeout * (len(tests) + 1) + _STARTUP_SECONDS
         limits = replace(self.limits, wall_seconds=seconds, cpu_seconds=seconds)
-        return Job(_HARNESS, stdin=json.dumps(payload), limits=limits), nonce
+        return Job(_HARNESS, stdin=marshal.dumps(payload), limits=limits), nonce
 
     def _score(self, problem: Problem, code: str, run: ExecutionResult, nonce: str) -> Score:
         tests = problem.metadata["tests"]

@@ -61,7 +61,7 @@ def _gone(marker: str, seconds: float = 3.0) -> bool:
 def _marked_limits(**overrides: float) -> tuple[Limits, str]:
     """Limits with a unique file-size limit, whose value in argv identifies this test's processes."""
     megabytes = 1000 + secrets.randbelow(10**6)
-    return Limits(max_file_mb=megabytes, **overrides), f'"RLIMIT_FSIZE": {megabytes * 1024 * 1024}'
+    return Limits(max_file_mb=megabytes, **overrides), f"RLIMIT_FSIZE={megabytes * 1024 * 1024}\x00"
 
 
 def test_infinite_loop_is_killed_at_the_wall_clock_limit(sandbox):
