@@ -163,7 +163,8 @@ class Trainer:
 
     def collect(self) -> EpisodeBatch:
         """Play ``group_size`` episodes of each of the next ``problems_per_step`` problems."""
-        return collect(self.policy, self.envs, self.next_problems(), self.config.rollout.group_size)
+        with self._autocast():
+            return collect(self.policy, self.envs, self.next_problems(), self.config.rollout.group_size)
 
     def next_problems(self) -> list[int]:
         """The next problems of the seeded order; a new order is drawn after each pass."""
