@@ -7,9 +7,12 @@ modules are imported when an env is built, so ``import aipo_env`` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aipo_env.core import ReasoningEnv
+
+if TYPE_CHECKING:
+    from aipo_env.sandbox import Limits
 
 
 class ArithmeticEnv(ReasoningEnv):
@@ -284,7 +287,7 @@ class CodeEnv(ReasoningEnv):
         partial: bool = False,
         visible_tests: int = 1,
         timeout: float = 4.0,
-        limits: Any = None,
+        limits: Limits | None = None,
         isolation: str = "auto",
         workers: int = 2,
         **env_kwargs: Any,

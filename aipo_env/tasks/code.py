@@ -117,7 +117,10 @@ class CodeTask(Task):
 
     def score(self, problem: Problem, response: str) -> Score:
         """Run the response's code against all of the problem's tests."""
-        return self.score_many([problem], [response])[0]
+        program = self.program(problem, response)
+        job, nonce = self._job(problem, program, problem.metadata["tests"])
+        run = self.sandbox.run(job.source, stdin=job.stdin, limits=job.limits)
+        return self._score(problem, program, run, nonce)
 
     def score_many(
         self, problems: Sequence[Problem], responses: Sequence[str], *, progress: bool = False
