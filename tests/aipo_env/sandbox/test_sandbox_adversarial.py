@@ -185,7 +185,7 @@ def test_killing_the_parent_and_other_processes_fails(sandbox):
 
 @pytest.fixture(scope="module")
 def task():
-    code = code_task("builtin", timeout=1.0, limits=Limits(memory_mb=256))
+    code = code_task("builtin", timeout=0.5, limits=Limits(memory_mb=256))
     yield code
     code.close()
 
