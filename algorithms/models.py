@@ -6,6 +6,8 @@ trainer and the evaluator see one :class:`~policies.HFPolicy` whatever the optio
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,15 @@ def load_policy(
         if trainable and config.lora is not None:
             policy.model = _with_lora(policy.model, config)
     if trainable and config.gradient_checkpointing:
-        policy.model.gradient_checkpointing_enable()
+        enable_checkpointing(policy.model)
     return policy
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass instead of storing them (saves memory)."""
+    # transformers 5 renamed the method; older versions only have the first name.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
 
 
 def _with_lora(model: Any, config: ModelConfig) -> Any:
@@ -85,16 +94,39 @@ def _with_lora(model: Any, config: ModelConfig) -> Any:
 
 
 def _load_adapter(source: str, config: ModelConfig, device: torch.device, **settings: Any) -> HFPolicy:
-    """A checkpoint that holds LoRA adapters: the base model from the config, adapters on top."""
+    """A directory that holds LoRA adapters: the base model, adapters on top.
+
+    The base is ``config.name_or_path`` when ``source`` is another directory (a checkpoint of
+    this run), else the base recorded in the adapters' ``adapter_config.json``.
+    """
     try:
         import peft
     except ImportError as error:
         raise ImportError(
             f"{source} holds LoRA adapters; loading them needs peft: pip install peft"
         ) from error
-    base = load_policy(config, device, trainable=False, **settings)
+    base_name = config.name_or_path
+    if Path(base_name).resolve() == Path(source).resolve():
+        recorded = json.loads((Path(source) / "adapter_config.json").read_text())
+        base_name = recorded.get("base_model_name_or_path") or ""
+        if not base_name:
+            raise ValueError(
+                f"{source} holds LoRA adapters without a recorded base model; load a merged model"
+            )
+    base_config = config.model_copy(update={"name_or_path": base_name, "lora": None})
+    base = load_policy(base_config, device, trainable=False, **settings)
     model = peft.PeftModel.from_pretrained(base.model, source, is_trainable=True)
     return HFPolicy(model, base.tokenizer, chat_template=config.chat_template, **settings)
+
+
+def save_merged(policy: HFPolicy, path: str | Path) -> None:
+    """Save a plain model: LoRA adapters are merged into a copy of the weights first."""
+    if not hasattr(policy.model, "merge_and_unload"):
+        policy.save_pretrained(path)
+        return
+    merged = copy.deepcopy(policy.model).merge_and_unload()
+    merged.save_pretrained(path)
+    policy.tokenizer.save_pretrained(path)
 
 
 def load_weights(model: Any, path: str | Path) -> None:

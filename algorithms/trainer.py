@@ -48,7 +48,7 @@ from algorithms.checkpoint import (
 from algorithms.config import TrainConfig
 from algorithms.losses import token_logprobs
 from algorithms.metrics import rollout_metrics
-from algorithms.models import load_policy, load_weights, resolve_device
+from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import collect
 from algorithms.run_log import RunLog
 from policies.hf import HFPolicy
@@ -84,6 +84,8 @@ class Trainer:
         elif checkpoint is not None:
             load_weights(policy.model, checkpoint / MODEL_DIR)
         self.policy = policy
+        if config.model.gradient_checkpointing:
+            enable_checkpointing(policy.model)
         self.model = self.policy.model.train()
         self.reference = None
         if config.loss.kl_coef > 0:
@@ -133,7 +135,7 @@ class Trainer:
                     self.save()
                 if stop:
                     break
-            self.policy.save_pretrained(config.output_dir / "final")
+            save_merged(self.policy, config.output_dir / "final")
         finally:
             bar.close()
             self.log.close()

@@ -111,3 +111,46 @@ def test_a_callback_stops_training_and_a_checkpoint_is_written(tmp_path: Path) -
 def test_bad_env_kwargs_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="env.kwargs"):
         make_trainer(make_config(tmp_path, env={"kwargs": {"levle": 1}}))
+
+
+def test_lora_trains_adapters_resumes_and_saves_a_merged_model(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    lora = {"lora": {"r": 4, "alpha": 8}}
+    config = make_config(tmp_path / "a", model=lora, steps=2, save_every=1)
+    trainer = Trainer(config)
+    frozen = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora" in name for name in trainable)
+    trainer.policy = ForcedPolicy(trainer.policy)  # rewards that vary, so the adapters move
+    trainer.learn()
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(frozen[n], after[n]) for n in frozen)
+    assert any(not torch.equal(trainable[n], after[n]) for n in trainable)
+    resumed = Trainer(
+        make_config(
+            tmp_path / "b",
+            model=lora,
+            steps=2,
+            resume_from=str(tmp_path / "a" / "checkpoints" / "step-000001"),
+        )
+    )
+    assert resumed.step == 1 and any(p.requires_grad for p in resumed.model.parameters())
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "final")
+    ids = torch.tensor([[1, 70, 71, 72]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, trainer.model(input_ids=ids).logits, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path: Path) -> None:
+    plain = make_trainer(make_config(tmp_path / "a"))
+    checkpointed = make_trainer(make_config(tmp_path / "b", model={"gradient_checkpointing": True}))
+    assert checkpointed.model.is_activation_checkpointing
+    batch = plain.collect()
+    torch.manual_seed(1)
+    plain.update(batch)
+    torch.manual_seed(1)
+    checkpointed.update(batch)
+    for a, b in zip(plain.model.parameters(), checkpointed.model.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
