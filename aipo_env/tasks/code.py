@@ -165,14 +165,21 @@ class CodeTask(Task):
         )
 
     def program(self, problem: Problem, response: str) -> str:
-        """The program that is run for ``response``: its code, after HumanEval's prompt if needed."""
+        """The program that is run for ``response``.
+
+        HumanEval: a response that defines the entry point runs after the prompt's imports (it
+        may use ``List`` without importing it, as the prompt did); any other response is a
+        completion of the body and runs after the whole prompt.
+        """
         code, _ = extract_code(response)
         entry_point = problem.metadata.get("entry_point")
-        if entry_point and not re.search(
-            rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE
-        ):
-            return problem.metadata["prefix"] + code
-        return code
+        if not entry_point:
+            return code
+        prefix = problem.metadata["prefix"]
+        if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+            imports = [line for line in prefix.splitlines() if re.match(r"(import|from)\s", line)]
+            return "\n".join([*imports, code])
+        return prefix + code
 
     def knowledge(self) -> Sequence[Mapping[str, Any]]:
         return _KNOWLEDGE

@@ -136,6 +136,9 @@ def test_humaneval_check_that_cannot_be_split_is_one_hidden_test(humaneval):
         "This problem has no visible examples"
     )
     assert humaneval.score(problem, fenced("def double(values):\n    return values * 2")).reward == 0.0
+    # a whole function may use the prompt's imports without repeating them
+    annotated = "def double(values: List[int]) -> List[int]:\n    return [2 * value for value in values]"
+    assert humaneval.score(problem, fenced(annotated)).correct
 
 
 @pytest.mark.slow
