@@ -1,4 +1,4 @@
-"""Things that act in the env: Hugging Face causal LMs, scripted baselines, and the tiny model.
+"""Things that act in the env: Hugging Face causal LMs, OpenAI-compatible APIs, scripted baselines, the tiny model.
 
 ``policies`` depends on ``aipo_env`` only; learners live in ``algorithms``. The model-backed
 names are imported on first use, so the scripted baselines work without loading torch.
@@ -14,6 +14,7 @@ from policies.scripted import ConsultFirst, NeverConsult, RandomPolicy, last_num
 
 _LAZY = {
     "HFPolicy": "policies.hf",
+    "OpenAIPolicy": "policies.api",
     "build_tiny_model": "policies.tiny",
     "build_tokenizer": "policies.tiny",
     "save_tiny": "policies.tiny",
@@ -31,6 +32,7 @@ __all__ = [
     "ConsultFirst",
     "HFPolicy",
     "NeverConsult",
+    "OpenAIPolicy",
     "Policy",
     "RandomPolicy",
     "TokenPolicy",
