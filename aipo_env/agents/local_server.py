@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -96,6 +97,7 @@ class TransformersServer:
         continuous_batching: let the server batch concurrent requests (``--continuous-batching``).
         startup_timeout_s: how long :meth:`start` waits for the server to answer.
         log_path: where the server's output goes; ``None`` = a temporary file.
+        environment: extra environment variables for the server (e.g. ``OMP_NUM_THREADS``).
 
     Raises:
         RuntimeError: from :meth:`start`, when the ``transformers`` command is missing, or the
@@ -111,12 +113,14 @@ class TransformersServer:
         continuous_batching: bool = False,
         startup_timeout_s: float = 180.0,
         log_path: str | Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.model = str(model)
         self.port = port or _free_port()
         self.device, self.continuous_batching = device, continuous_batching
         self.startup_timeout_s = startup_timeout_s
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(suffix=".log")[1])
+        self.environment = dict(environment or {})
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,7 +141,7 @@ class TransformersServer:
         # Offline: a local model must never trigger a hub lookup; the hub cache dir must exist.
         cache = Path(tempfile.gettempdir()) / "aipo-hf-cache"
         cache.mkdir(exist_ok=True)
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), **self.environment}
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
         deadline = time.monotonic() + self.startup_timeout_s
