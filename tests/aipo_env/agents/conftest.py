@@ -139,6 +139,12 @@ def fake_server() -> Iterator[Callable[[Callable[[dict], Reply]], FakeServer]]:
         server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def private_reply_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default-configured caches go to a fresh directory, never to the user's ~/.cache."""
+    monkeypatch.setenv("AIPO_CACHE_DIR", str(tmp_path / "aipo-cache"))
+
+
 @pytest.fixture
 def make_request() -> Callable[..., ConsultRequest]:
     """``make_request(agent, query, work)``: a consult on :class:`SecretTask`'s problem."""

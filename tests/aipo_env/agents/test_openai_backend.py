@@ -197,3 +197,19 @@ def test_backoff_grows_and_is_capped():
     assert all(0 <= backoff_delay(0, 0.5) <= 0.5 for _ in range(50))
     assert max(backoff_delay(3, 0.5) for _ in range(200)) > 2.0
     assert all(backoff_delay(20, 0.5, cap_s=3.0) <= 3.0 for _ in range(50))
+
+
+@pytest.mark.slow
+def test_consults_of_an_async_vector_env_overlap(fake_server, openai_config, chat_response):
+    server = fake_server(ok(chat_response, delay=1.0))
+    config = AgentsConfig(verify=openai_config(server.base_url))
+    envs = gym.make_vec("aipo/Arithmetic-v0", num_envs=4, vectorization_mode="async", agents=config)
+    try:
+        envs.reset(seed=0)
+        start = time.perf_counter()
+        observations, _, _, _, infos = envs.step(['<consult agent="verify">Is 2 + 2 = 4?</consult>'] * 4)
+        elapsed = time.perf_counter() - start
+    finally:
+        envs.close()
+    assert all('<feedback agent="verify">Correct' in observation for observation in observations)
+    assert server.peak_in_flight == 4 and elapsed < 3.0  # one after another would take 4 s
