@@ -37,7 +37,8 @@ class ReasoningEnv(gym.Env[str, str]):
 
     Args:
         task: the problems and their scorer.
-        agents: ``"reference"``, ``None`` or a dict role -> Agent (see :func:`build_agents`).
+        agents: ``"reference"``, ``None``, an ``AgentsConfig`` (or the path of a ``.json``/``.yaml``
+            one) or a dict role -> Agent or ``AgentConfig`` (see :func:`build_agents`).
         consult: ``"agents"`` answers consults; ``"off"`` appends them unanswered (evaluation).
         max_turns: turns per episode; the last turn is always scored as the final response.
         max_consults: answered consults per episode, all agents together.

@@ -115,6 +115,14 @@ class ModelAgent(Agent):
         self._stats_lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Clients, threads and locks stay behind: a copy sent to a worker process (an
+        # AsyncVectorEnv's) rebuilds them there, reading its API key from that environment.
+        return {"name": self.name, "config": self.config, "cache": self.cache}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["name"], state["config"], state["cache"])  # type: ignore[misc]
+
     @property
     @abstractmethod
     def model_name(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import time
 
 import gymnasium as gym
@@ -35,6 +36,17 @@ def test_a_batch_runs_concurrently_up_to_the_bound(fake_server, openai_config, m
         assert server.peak_in_flight == bound
     assert elapsed[8] < 0.3 * 8 / 2  # one after another would take 2.4 s
     assert elapsed[2] >= 0.3 * 8 / 2 - 0.05
+
+
+def test_an_agent_in_use_can_be_sent_to_another_process(
+    tmp_path, fake_server, openai_config, make_request, chat_response
+):
+    server = fake_server(ok(chat_response))
+    agent = OpenAIAgent("verify", openai_config(server.base_url), ReplyCache(tmp_path / "c.sqlite"))
+    assert agent.reply(make_request()).ok
+    copy = pickle.loads(pickle.dumps(agent))
+    assert copy.reply(make_request(query="another claim")).ok and len(server.bodies) == 2
+    assert copy.reply(make_request()).ok and copy.stats.cache_hits == 1
 
 
 def test_async_entry_point_answers_in_order(fake_server, openai_config, make_request, chat_response):
