@@ -12,27 +12,25 @@ One response is judged by :func:`judge` in three steps:
    math-verify's own comparison (strings, numbers to 6 decimals, sympy equality, sets,
    intervals, matrices, ``x = 5`` against ``5``).
 
-**Time limit.** math-verify bounds each of its operations with ``signal.alarm``, which only
-works on the main thread of the main interpreter. :class:`MathVerifier` therefore runs
+**Time limit.** A judgement runs under one deadline on the main thread: an interval timer
+(``signal.setitimer``) raises ``TimeoutException`` ``timeout`` seconds after the start and then
+again every ``0.25`` s until the judgement ends. The repeat matters: Python swallows an
+exception raised inside a finaliser or a garbage-collector callback, so a single alarm (what
+math-verify's own ``signal.alarm`` gives) can be lost, and sympy then runs on for many seconds
+(seen with a large heap). math-verify's own per-operation alarms are switched off so the two
+never share the timer. Signals only reach the main thread, so :class:`MathVerifier` runs
 :func:`judge` in-process on the main thread, and from any other thread sends it to a lazily
-started worker process (spawn context), whose main thread runs math-verify's own alarm. Within
-one judgement the budget is shared:
-
-    alarm for the next operation = max(1, ceil(start + timeout - now))  seconds
-
-and an operation not started before ``start + timeout`` counts as timed out, so a judgement
-takes at most about ``timeout + 1`` seconds when sympy honours the alarm. Code that ignores
-signals (a long computation inside a C extension) is caught by a backstop: the calling thread
-waits at most ``timeout + grace`` seconds for the worker, then kills and restarts the pool.
+started worker process (spawn context). Code that ignores signals (a long computation inside a
+C extension) is caught by a backstop: the calling thread waits at most ``timeout + grace``
+seconds for the worker, then kills and restarts the pool.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
+import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -96,16 +94,31 @@ def answer_text(response: str) -> str:
     return text
 
 
-class _Budget:
-    """The time left to one judgement, handed out as whole-second alarms (see module docstring)."""
+class _Deadline:
+    """Raise ``TimeoutException`` after ``seconds``, and every ``repeat`` seconds after that.
 
-    def __init__(self, timeout: int) -> None:
-        self.deadline = time.monotonic() + timeout
+    Only on the main thread; see the module docstring for why the alarm repeats.
+    """
 
-    def next_alarm(self) -> int | None:
-        """Seconds for the next math-verify operation, or ``None`` when the budget is spent."""
-        left = self.deadline - time.monotonic()
-        return max(1, math.ceil(left)) if left > 0 else None
+    def __init__(self, seconds: float, repeat: float = 0.25) -> None:
+        self.seconds, self.repeat = seconds, repeat
+        self._active = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Deadline:
+        self._active = True
+        self._previous = signal.signal(signal.SIGALRM, self._expire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds, self.repeat)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._active = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._previous)
+
+    def _expire(self, signum: int, frame: object) -> None:
+        if self._active:
+            raise TimeoutException("math-verify judgement timed out")
 
 
 # gold answer -> its parse; one cache per process (each worker process keeps its own), filled
@@ -113,65 +126,65 @@ class _Budget:
 _parsed_golds: dict[str, list[Any]] = {}
 
 
-def judge(gold: str, response: str, timeout: int) -> MathVerdict:
+def judge(gold: str, response: str, timeout: float) -> MathVerdict:
     """Judge ``response`` against the reference answer ``gold`` (see the module docstring).
 
-    Must run on a main thread (math-verify's alarm); :class:`MathVerifier` takes care of that.
-    Never raises on any response text: parse errors count as no answer, comparison errors as
-    not equal.
+    Must run on a main thread (the deadline is a signal); :class:`MathVerifier` takes care of
+    that. Never raises on any response text: parse errors count as no answer, comparison
+    errors as not equal.
 
     Raises:
         RuntimeError: called off the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("judge() needs the main thread (signal.alarm); use MathVerifier from threads")
-    budget = _Budget(timeout)
-    gold_parsed, timed_out = _parse_gold(gold, budget)
-    alarm = budget.next_alarm()
-    if alarm is None:
-        return MathVerdict(False, None, timed_out=True)
+        raise RuntimeError("judge() needs the main thread (signal timer); use MathVerifier from threads")
+    extracted = None
     try:
-        parsed = math_verify.parse(answer_text(response), parsing_timeout=alarm, raise_on_error=True)
+        with _Deadline(timeout):
+            gold_parsed = _parse_gold(gold)
+            parsed = _parse_or_nothing(answer_text(response))
+            extracted = _as_written(parsed)
+            for gold_item in gold_parsed:
+                for item in parsed:
+                    if _equal(gold_item, item):
+                        return MathVerdict(True, extracted)
     except TimeoutException:
-        return MathVerdict(False, None, timed_out=True)
-    except Exception:  # math-verify's own policy: an unparsable response has no answer
-        parsed = []
-    extracted = _as_written(parsed)
-    for gold_item in gold_parsed:
-        for item in parsed:
-            alarm = budget.next_alarm()
-            if alarm is None:
-                return MathVerdict(False, extracted, timed_out=True)
-            try:
-                if math_verify.verify(gold_item, item, timeout_seconds=alarm, raise_on_error=True):
-                    return MathVerdict(True, extracted, timed_out=timed_out)
-            except TimeoutException:
-                timed_out = True
-            except Exception:  # as in math-verify: a comparison that fails means "not equal"
-                continue
-    return MathVerdict(False, extracted, timed_out=timed_out)
+        return MathVerdict(False, extracted, timed_out=True)
+    return MathVerdict(False, extracted)
 
 
-def _parse_gold(gold: str, budget: _Budget) -> tuple[list[Any], bool]:
-    """The parsed gold answer (cached unless parsing timed out) and whether it timed out."""
+def _parse_or_nothing(text: str) -> list[Any]:
+    """math-verify's parse without its own alarm; a parse error means "no answer"."""
+    try:
+        return math_verify.parse(text, parsing_timeout=None, raise_on_error=True)
+    except TimeoutException:
+        raise
+    except Exception:
+        return []
+
+
+def _equal(gold: Any, item: Any) -> bool:
+    """math-verify's comparison without its own alarm; a failing comparison means "not equal"."""
+    try:
+        return bool(math_verify.verify(gold, item, timeout_seconds=None, raise_on_error=True))
+    except TimeoutException:
+        raise
+    except Exception:
+        return False
+
+
+def _parse_gold(gold: str) -> list[Any]:
+    """The parsed gold answer, cached once parsing has finished."""
     cached = _parsed_golds.get(gold)
     if cached is not None:
-        return cached, False
-    alarm = budget.next_alarm()
-    if alarm is None:
-        return [], True
-    try:
-        parsed = math_verify.parse(gold_text(gold), parsing_timeout=alarm, raise_on_error=True)
-    except TimeoutException:
-        return [], True
-    except Exception:
-        parsed = []
+        return cached
+    parsed = _parse_or_nothing(gold_text(gold))
     if not parsed:
         logger.warning("math-verify could not parse the gold answer %r; no response can match it", gold)
     if len(_parsed_golds) >= _GOLD_CACHE_SIZE:
         _parsed_golds.clear()
     _parsed_golds[gold] = parsed
-    return parsed, False
+    return parsed
 
 
 def _as_written(parsed: list[Any]) -> str | None:
@@ -186,17 +199,15 @@ class MathVerifier:
     """Judges responses with :func:`judge` on any thread, within ``timeout`` (+ ``grace`` backstop).
 
     Args:
-        timeout: seconds one judgement may take (whole seconds: math-verify uses ``signal.alarm``).
+        timeout: seconds one judgement may take.
         grace: extra seconds a calling thread waits for a worker before it declares the worker
             hung, kills it and restarts the pool.
         workers: worker processes for calls from non-main threads (started on first such call).
     """
 
-    def __init__(self, timeout: int = 5, *, grace: float = 5.0, workers: int = 2) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
-            raise ValueError(
-                f"timeout must be a whole number of seconds >= 1 (math-verify uses signal.alarm), got {timeout!r}"
-            )
+    def __init__(self, timeout: float = 5, *, grace: float = 5.0, workers: int = 2) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if grace < 0 or workers < 1:
             raise ValueError(f"grace must be >= 0 and workers >= 1, got grace={grace}, workers={workers}")
         self.timeout, self.grace = timeout, grace

@@ -129,7 +129,7 @@ def test_hung_worker_is_killed_and_the_pool_restarted():
         pool.close()
 
 
-@pytest.mark.parametrize("kwargs", [{"timeout": 0}, {"timeout": 1.5}, {"timeout": True}, {"workers": 0}])
+@pytest.mark.parametrize("kwargs", [{"timeout": 0}, {"timeout": -1.0}, {"timeout": True}, {"workers": 0}])
 def test_bad_verifier_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         MathVerifier(**kwargs)
