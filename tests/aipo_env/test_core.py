@@ -118,7 +118,12 @@ def test_invalid_consult_is_penalised_and_explained():
     env.reset(seed=0)
     obs, reward, terminated, _, info = env.step('<consult agent="oracle">answer?</consult>')
     assert reward == -0.25 and not terminated
-    assert info["action"] == {"kind": "invalid", "issue": "unknown_agent", "agent": "oracle", "outcome": "penalised"}
+    assert info["action"] == {
+        "kind": "invalid",
+        "issue": "unknown_agent",
+        "agent": "oracle",
+        "outcome": "penalised",
+    }
     assert "Invalid consult (unknown agent)" in obs
 
 
@@ -191,12 +196,25 @@ def test_megabyte_action_is_cut_and_scored():
 
 
 _PIECES = st.sampled_from(
-    ['<consult agent="verify">', '<consult agent="reasoning">', "<consult agent='x'>", "</consult>", "\\boxed{", "}", "7", " "]
+    [
+        '<consult agent="verify">',
+        '<consult agent="reasoning">',
+        "<consult agent='x'>",
+        "</consult>",
+        "\\boxed{",
+        "}",
+        "7",
+        " ",
+    ]
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(st.one_of(_PIECES, st.text(max_size=6)), max_size=12).map("".join), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.lists(st.one_of(_PIECES, st.text(max_size=6)), max_size=12).map("".join), min_size=1, max_size=8
+    )
+)
 def test_any_sequence_of_actions_never_raises(actions):
     env = make_env(max_turns=4)
     obs, _ = env.reset(seed=0)

@@ -14,16 +14,34 @@ PROTOCOL = Protocol()
 @pytest.mark.parametrize(
     ("action", "kind", "agent", "query", "issue"),
     [
-        ('Check. <consult agent="verify">Is 196 = 2^2 * 7^2?</consult>', "consult", "verify", "Is 196 = 2^2 * 7^2?", None),
+        (
+            'Check. <consult agent="verify">Is 196 = 2^2 * 7^2?</consult>',
+            "consult",
+            "verify",
+            "Is 196 = 2^2 * 7^2?",
+            None,
+        ),
         ("<consult agent='Reasoning'> next? </consult>\n\n", "consult", "reasoning", "next?", None),
         ('<consult agent="knowledge">a</consult> then more text', "final", None, "", None),
         ("so there are \\boxed{9} divisors", "final", None, "", None),
         ("", "final", None, "", "empty"),
         ("   \n", "final", None, "", "empty"),
         ('<consult agent="verify">is it 3?', "final", None, "", "unclosed_consult"),
-        ('<consult agent="oracle">answer please</consult>', "invalid", "oracle", "answer please", "unknown_agent"),
+        (
+            '<consult agent="oracle">answer please</consult>',
+            "invalid",
+            "oracle",
+            "answer please",
+            "unknown_agent",
+        ),
         ('<consult agent="verify">   </consult>', "invalid", "verify", "   ", "empty_query"),
-        ('<consult agent="verify"><consult agent="verify">q</consult></consult>', "invalid", "verify", None, "nested_consult"),
+        (
+            '<consult agent="verify"><consult agent="verify">q</consult></consult>',
+            "invalid",
+            "verify",
+            None,
+            "nested_consult",
+        ),
         ("</consult>", "final", None, "", None),
         ("<consultation>fine</consultation>", "final", None, "", None),
     ],
@@ -73,7 +91,20 @@ def test_custom_tags_and_bad_tag_names():
 
 
 _FRAGMENTS = st.sampled_from(
-    ["<consult", " agent=", '"verify"', "'knowledge'", "reasoning", '"nobody"', ">", "</consult>", "<", "\\boxed{", "}", " "]
+    [
+        "<consult",
+        " agent=",
+        '"verify"',
+        "'knowledge'",
+        "reasoning",
+        '"nobody"',
+        ">",
+        "</consult>",
+        "<",
+        "\\boxed{",
+        "}",
+        " ",
+    ]
 )
 _ANY_CHAR = st.characters(codec=None, categories=None, exclude_categories=())
 

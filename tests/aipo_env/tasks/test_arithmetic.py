@@ -9,7 +9,11 @@ from aipo_env.tasks.arithmetic import LEVELS, ArithmeticTask, extract_integer
 
 
 def test_problems_are_deterministic_and_splits_differ():
-    train, again, test = ArithmeticTask(level=8), ArithmeticTask(level=8), ArithmeticTask(level=8, split="test")
+    train, again, test = (
+        ArithmeticTask(level=8),
+        ArithmeticTask(level=8),
+        ArithmeticTask(level=8, split="test"),
+    )
     assert train.problem(5) == again.problem(5)
     assert train.problem(5).question != test.problem(5).question
     assert ArithmeticTask(level=8, seed=1).problem(5).question != train.problem(5).question
