@@ -69,7 +69,9 @@ class CoTrainer:
             raise ValueError(f"ILR co-trains two policies, got {len(trainers)} trainers")
         rollouts = [trainer.config.rollout for trainer in trainers]
         if any(trainer.config.loss.agent_mode != "mask" for trainer in trainers):
-            raise ValueError("ILR trains with GRPO: set loss.agent_mode='mask' so partner text is not learned")
+            raise ValueError(
+                "ILR trains with GRPO: set loss.agent_mode='mask' so partner text is not learned"
+            )
         if (rollouts[0].problems_per_step, rollouts[0].group_size) != (
             rollouts[1].problems_per_step,
             rollouts[1].group_size,
@@ -94,7 +96,10 @@ class CoTrainer:
             metrics = self.train_step()
             history.append(metrics)
             bar.set_postfix(
-                {f"reward_{i}": f"{metrics[f'{player}/rollout/reward']:.2f}" for i, player in enumerate(PLAYERS)}
+                {
+                    f"reward_{i}": f"{metrics[f'{player}/rollout/reward']:.2f}"
+                    for i, player in enumerate(PLAYERS)
+                }
             )
         bar.close()
         return history
@@ -112,7 +117,10 @@ class CoTrainer:
         policies = [trainer.policy for trainer in self.trainers]
         with torch.no_grad():
             played = interact(policies, self.envs, problems, group_size, modes)
-        batches = [collate(episodes, policy.pad_token_id) for episodes, policy in zip(played.episodes, policies)]
+        batches = [
+            collate(episodes, policy.pad_token_id)
+            for episodes, policy in zip(played.episodes, policies, strict=True)
+        ]
         raw = torch.stack([batch.rewards for batch in batches])  # [2, P * G]
         shaped = raw.clone()
         if self.calibrate:
@@ -120,7 +128,7 @@ class CoTrainer:
                 columns = slice(position * group_size, (position + 1) * group_size)
                 shaped[:, columns] = torch.from_numpy(calibrated_rewards(raw[:, columns].numpy())).float()
         metrics: dict[str, float] = {}
-        for index, (player, trainer, batch) in enumerate(zip(PLAYERS, self.trainers, batches)):
+        for index, (player, trainer, batch) in enumerate(zip(PLAYERS, self.trainers, batches, strict=True)):
             updated = trainer.update(replace(batch, rewards=shaped[index]))
             trainer.step += 1
             updated.update(
@@ -128,7 +136,9 @@ class CoTrainer:
                     "rollout/reward": float(raw[index].mean()),
                     "rollout/calibrated_reward": float(shaped[index].mean()),
                     "rollout/share_score": float(np.mean(played.share_scores[index])),
-                    "rollout/cooperate_fraction": float(np.mean([m == "cooperate" for m in played.modes[index]])),
+                    "rollout/cooperate_fraction": float(
+                        np.mean([m == "cooperate" for m in played.modes[index]])
+                    ),
                 }
             )
             trainer.log.log(trainer.step, updated)
@@ -143,14 +153,19 @@ class CoTrainer:
         problems = list(range(self.validation_problems))
         results = [
             evaluate(
-                trainer.policy, env_id, kwargs, problems=problems, samples=self.validation_samples, progress=False
+                trainer.policy,
+                env_id,
+                kwargs,
+                problems=problems,
+                samples=self.validation_samples,
+                progress=False,
             )
             for trainer in self.trainers
         ]
         correct = np.array([[problem.correct for problem in result.problems] for result in results])
         self.irt = fit_irt(correct, self.validation_samples)
         by_level: dict[Any, list[float]] = defaultdict(list)
-        for problem, difficulty in zip(results[0].problems, self.irt.difficulties):
+        for problem, difficulty in zip(results[0].problems, self.irt.difficulties, strict=True):
             by_level[problem.difficulty].append(float(difficulty))
         self.level_difficulty = {level: float(np.mean(values)) for level, values in by_level.items()}
         return self.irt
@@ -163,5 +178,5 @@ class CoTrainer:
         difficulty = self.level_difficulty.get(level, float(np.mean(self.irt.difficulties)))
         return {
             player: interaction_mode(float(ability), difficulty)
-            for player, ability in zip(PLAYERS, self.irt.abilities)
+            for player, ability in zip(PLAYERS, self.irt.abilities, strict=True)
         }
