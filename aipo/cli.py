@@ -2,7 +2,7 @@
 
     aipo envs                      list the registered environment ids
     aipo play ID [-o key=value]    play an episode yourself in the terminal
-    aipo demo                      the main job on its built-in default
+    aipo demo [--quick]            the capability-boundary experiment: GRPO vs AIPO (--scripted: one episode)
     aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
     aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
 """
@@ -15,12 +15,13 @@ import gymnasium as gym
 import typer
 
 import aipo_env
-from aipo import evaluate, train
-from aipo.play import follow_reasoning, parse_options, run_scripted_episode
+from aipo import demo_command, evaluate, train
+from aipo.play import parse_options
 
 app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
 app.command("train")(train.command)
 app.command("eval")(evaluate.command)
+app.command("demo")(demo_command.command)
 
 
 @app.command()
@@ -66,23 +67,6 @@ def play(
                 bold=True,
             )
             return
-
-
-@app.command()
-def demo(
-    level: int = typer.Option(4, help="Difficulty level of the built-in arithmetic family (1-10)."),
-    seed: int = typer.Option(0, help="Seed for drawing the problem."),
-) -> None:
-    """Play a scripted episode of the built-in task, consulting the reference helpers, and print it."""
-    env = gym.make("aipo/Arithmetic-v0", level=level, max_turns=16, max_consults=16)
-    record = run_scripted_episode(env, follow_reasoning, seed=seed)
-    for segment in record.segments:
-        colour = {"prompt": None, "policy": typer.colors.GREEN, "agent": typer.colors.CYAN}[segment.source]
-        typer.secho(segment.text.strip("\n"), fg=colour)
-    typer.secho(
-        f"\nreward {record.reward:.3g}, correct {record.correct}, consults {record.consults}",
-        bold=True,
-    )
 
 
 def _make(env_id: str, options: list[str]) -> gym.Env:

@@ -70,3 +70,18 @@ def run_scripted_episode(
         observation, _, terminated, truncated, info = env.step(policy(observation))
         if terminated or truncated:
             return info["episode"]
+
+
+def show_scripted_episode(level: int = 4, seed: int = 0) -> EpisodeRecord:
+    """Play and print one episode of the arithmetic family with :func:`follow_reasoning`."""
+    import typer
+
+    env = gym.make("aipo/Arithmetic-v0", level=level, max_turns=16, max_consults=16)
+    record = run_scripted_episode(env, follow_reasoning, seed=seed)
+    for segment in record.segments:
+        colour = {"prompt": None, "policy": typer.colors.GREEN, "agent": typer.colors.CYAN}[segment.source]
+        typer.secho(segment.text.strip("\n"), fg=colour)
+    typer.secho(
+        f"\nreward {record.reward:.3g}, correct {record.correct}, consults {record.consults}", bold=True
+    )
+    return record

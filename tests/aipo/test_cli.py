@@ -17,8 +17,8 @@ def test_envs_lists_every_registered_id():
         assert env_id in result.output
 
 
-def test_demo_plays_a_solved_scripted_episode():
-    result = RUNNER.invoke(app, ["demo", "--level", "5"])
+def test_scripted_demo_plays_a_solved_episode():
+    result = RUNNER.invoke(app, ["demo", "--scripted", "--level", "5"])
     assert result.exit_code == 0, result.output
     assert '<feedback agent="reasoning">Step 1:' in result.output
     assert "correct True" in result.output

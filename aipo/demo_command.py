@@ -1,0 +1,59 @@
+"""``aipo demo [--quick] [--seeds ...] [--ablation] [--scripted]``: the command-line face of :mod:`aipo.demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from aipo.demo_config import AGENT_MODES, EXAMPLES
+
+
+def command(
+    overrides: list[str] = typer.Argument(
+        None, metavar="[KEY=VALUE]...", help="Overrides, e.g. warmup.steps=500."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="The same pipeline on a small budget (< 2 minutes)."),
+    config: Path | None = typer.Option(None, "--config", help="A demo YAML (default examples/demo.yaml)."),
+    seeds: list[int] = typer.Option(None, "--seeds", help="Seeds to run, one after another (repeatable)."),
+    ablation: bool = typer.Option(
+        False,
+        "--ablation",
+        help="Run the AIPO arm under every helper-token mode (mask, raw, luffy, aipo) instead.",
+    ),
+    scripted: bool = typer.Option(False, "--scripted", help="Only play one scripted consulting episode."),
+    level: int = typer.Option(4, help="--scripted: difficulty level of the episode."),
+) -> None:
+    """The capability-boundary experiment: warm-up on easy levels, GRPO vs AIPO on a hard one, evaluation alone.
+
+    Writes results/demo/ (demo.json, results.md, learning_curves.png, pass_at_k.png) and prints a summary.
+    """
+    if scripted:
+        from aipo.play import show_scripted_episode
+
+        show_scripted_episode(level)
+        return
+    from transformers.utils import logging as transformers_logging
+
+    from aipo.demo import run_demo
+    from aipo.demo_config import ablation_config, load_demo_config
+    from aipo.demo_report import summary_text
+    from algorithms.config import ConfigError
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    path = config or EXAMPLES / ("demo_quick.yaml" if quick else "demo.yaml")
+    extra = list(overrides or []) + ([f"seeds={list(seeds)}"] if seeds else [])
+    try:
+        demo = load_demo_config(path, extra)
+        if ablation:
+            demo = ablation_config(demo, list(AGENT_MODES))
+    except (ConfigError, ValueError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from error
+    results = run_demo(demo, log=typer.echo)
+    directory = demo.output_dir
+    paths = {
+        name: directory / name for name in ("demo.json", "results.md", "learning_curves.png", "pass_at_k.png")
+    }
+    typer.echo(summary_text(results, paths))

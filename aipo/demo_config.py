@@ -1,0 +1,122 @@
+"""Settings of ``aipo demo``: one YAML file (``examples/demo.yaml``) plus the arms' train configs.
+
+The RL arms are ordinary ``aipo train`` configs (``examples/demo_grpo.yaml``,
+``examples/demo_aipo.yaml``); the demo sets their seed, starting model and output directory and
+applies ``rl_overrides`` (the quick preset shortens them), so every arm can be rerun by hand::
+
+    aipo train examples/demo_aipo.yaml model.name_or_path=results/demo/seed-0/warmup
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from algorithms.config import ModelConfig, TrainConfig, _Strict, load_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+AGENT_MODES = ("mask", "raw", "luffy", "aipo")
+
+
+class WarmupConfig(_Strict):
+    """Supervised warm-up on easy levels (it fixes the model's capability boundary)."""
+
+    levels: tuple[int, int] = Field((1, 2), description="Inclusive range of arithmetic levels shown.")
+    demonstrations: int = Field(20000, ge=1, description="Demonstration episodes (problems 0..N-1).")
+    consult_share: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of demonstrations that consult the Reasoning agent."
+    )
+    steps: int = Field(1500, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-3, gt=0.0, description="Peak learning rate (cosine decay).")
+
+
+class DemoEvalConfig(_Strict):
+    """Held-out evaluation, consults off."""
+
+    problems: int = Field(64, ge=1, description="Test-split problems of the hard level.")
+    samples: int = Field(16, ge=1, description="Episodes per problem (pass@k for k = 1..samples).")
+    easy_problems: int = Field(
+        32, ge=1, description="Test-split problems of the easy levels (warm-up check)."
+    )
+    curve_every: int = Field(10, ge=0, description="Held-out accuracy every N RL steps (0 = off).")
+    curve_problems: int = Field(32, ge=1, description="Problems of each learning-curve point.")
+    curve_samples: int = Field(4, ge=1, description="Episodes per problem of each curve point.")
+    batch_size: int = Field(256, ge=1, description="Episodes played at once.")
+
+
+class ArmConfig(_Strict):
+    """One RL arm: an `aipo train` config and overrides on top of it."""
+
+    config: Path = Field(description="The arm's train YAML (relative: from the demo YAML's folder).")
+    overrides: list[str] = Field(default_factory=list, description="key=value overrides of this arm.")
+
+
+class DemoConfig(_Strict):
+    """Everything ``aipo demo`` reads."""
+
+    output_dir: Path = Field(Path("results/demo"), description="Where every result goes.")
+    seeds: list[int] = Field([0], min_length=1, description="One full pipeline per seed.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model warmed up and trained.")
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    arms: dict[str, ArmConfig] = Field(
+        default_factory=lambda: {
+            "grpo": ArmConfig(config=EXAMPLES / "demo_grpo.yaml"),
+            "aipo": ArmConfig(config=EXAMPLES / "demo_aipo.yaml"),
+        },
+        description="RL arm name -> its train config; every arm starts from the same warm-up.",
+    )
+    rl_overrides: list[str] = Field(
+        default_factory=list, description="key=value overrides applied to every arm (e.g. steps=5)."
+    )
+    eval: DemoEvalConfig = Field(default_factory=DemoEvalConfig)
+    threads: int = Field(1, ge=1, description="Torch CPU threads (1 is fastest for the tiny model).")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> DemoConfig:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+
+def load_demo_config(path: Path, overrides: list[str] | None = None) -> DemoConfig:
+    """Read a demo YAML; arm paths are resolved against the YAML's folder."""
+    config = load_config(DemoConfig, path, overrides)
+    arms = {
+        name: arm.model_copy(
+            update={"config": arm.config if arm.config.is_absolute() else path.parent / arm.config}
+        )
+        for name, arm in config.arms.items()
+    }
+    return config.model_copy(update={"arms": arms})
+
+
+def ablation_config(config: DemoConfig, modes: list[str]) -> DemoConfig:
+    """``config`` with one arm per helper-token mode, all from the AIPO arm, written to ``<output_dir>_ablation``."""
+    unknown = [mode for mode in modes if mode not in AGENT_MODES]
+    if unknown:
+        raise ValueError(f"unknown agent modes {unknown}; choose from {', '.join(AGENT_MODES)}")
+    base = config.arms.get("aipo") or next(iter(config.arms.values()))
+    arms = {
+        mode: ArmConfig(config=base.config, overrides=[*base.overrides, f"loss.agent_mode={mode}"])
+        for mode in modes
+    }
+    directory = config.output_dir.with_name(f"{config.output_dir.name}_ablation")
+    return config.model_copy(update={"arms": arms, "output_dir": directory})
+
+
+def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path) -> TrainConfig:
+    """The train config of ``arm`` for ``seed``, starting from the warm-up model in ``warmup``."""
+    spec = demo.arms[arm]
+    overrides = [
+        *demo.rl_overrides,
+        *spec.overrides,
+        f"seed={seed}",
+        f"model.name_or_path={warmup}",
+        f"output_dir={demo.output_dir / f'seed-{seed}' / arm}",
+        f"progress={str(demo.progress).lower()}",
+        "device=cpu",
+    ]
+    return load_config(TrainConfig, spec.config, overrides)

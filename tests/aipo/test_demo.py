@@ -1,0 +1,84 @@
+"""``aipo demo``: the pipeline runs end to end on a small budget and writes complete, well-formed outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from aipo.cli import app
+from aipo.demo_config import EXAMPLES, ablation_config, arm_config, load_demo_config
+from aipo.demonstrations import solution_turns, warmup_demonstrations
+
+TINY_BUDGET = [
+    "warmup.demonstrations=40",
+    "warmup.steps=3",
+    "warmup.batch_size=8",
+    "eval.problems=3",
+    "eval.samples=16",
+    "eval.easy_problems=2",
+    "eval.curve_every=1",
+    "eval.curve_problems=2",
+    "eval.curve_samples=1",
+    "rl_overrides=[steps=2, rollout.problems_per_step=2, rollout.group_size=2, rollout.max_new_tokens=24]",
+    "progress=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", *TINY_BUDGET, f"output_dir={out}", "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    for name in ("demo.json", "results.md", "learning_curves.png", "pass_at_k.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "demo.json").read_text())
+    assert set(saved["seeds"]) == {"3"}
+    assert set(saved["summary"]) == {"warm-up", "grpo", "aipo"}
+    assert saved["settings"]["arms"]["grpo"]["loss"]["agent_mode"] == "mask"
+    assert saved["settings"]["arms"]["aipo"]["loss"]["agent_mode"] == "aipo"
+    for model, numbers in saved["summary"].items():
+        assert set(numbers["pass_at_k"]) == {str(k) for k in range(1, 17)}, model
+        curve = [numbers["pass_at_k"][str(k)]["mean"] for k in range(1, 17)]
+        assert all(0.0 <= value <= 1.0 for value in curve) and curve == sorted(curve)
+        assert numbers["accuracy"]["values"] == [saved["seeds"]["3"][model]["accuracy"]]
+    run = saved["seeds"]["3"]["aipo"]
+    assert [point["step"] for point in run["curve"]] == [0, 1, 2]
+    assert [row["step"] for row in run["training"]] == [1, 2]
+    assert (out / "seed-3" / "aipo" / "final" / "config.json").is_file()
+    table = (out / "results.md").read_text()
+    assert all(f"| {model} |" in table for model in ("warm-up", "grpo", "aipo"))
+    assert "pass@16" in table and "wall time" in result.output
+
+
+def test_every_arm_reruns_with_aipo_train_and_differs_only_in_the_helper_mode(tmp_path: Path) -> None:
+    demo = load_demo_config(EXAMPLES / "demo.yaml")
+    grpo, aipo = (arm_config(demo, arm, 0, tmp_path).model_dump() for arm in ("grpo", "aipo"))
+    assert grpo["loss"].pop("agent_mode") == "mask" and aipo["loss"].pop("agent_mode") == "aipo"
+    grpo.pop("output_dir"), aipo.pop("output_dir")
+    assert grpo == aipo
+    ablation = ablation_config(demo, ["mask", "raw", "luffy", "aipo"])
+    modes = {arm: arm_config(ablation, arm, 0, tmp_path).loss.agent_mode for arm in ablation.arms}
+    assert modes == {"mask": "mask", "raw": "raw", "luffy": "luffy", "aipo": "aipo"}
+
+
+def test_bad_demo_settings_exit_with_the_key_named(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--quick", "warmup.stepz=3", f"output_dir={tmp_path}"])
+    assert result.exit_code == 2 and "warmup.stepz" in result.output
+
+
+def test_demonstrations_ask_for_the_steps_they_do_not_write() -> None:
+    turns = solution_turns(("7 + 5 = 12", "12 * 3 = 36"), "36", consulted=[2])
+    assert turns == ['Step 1: 7 + 5 = 12\n<consult agent="reasoning">next step</consult>', "\\boxed{36}"]
+    records = warmup_demonstrations({"level": [1, 2], "max_turns": 4, "max_consults": 3}, 30, 0.5, seed=1)
+    assert all(record.correct for record in records)
+    consulting = [record for record in records if record.consults["reasoning"] > 0]
+    assert 0 < len(consulting) < len(records)
