@@ -2,7 +2,7 @@
 
     aipo envs                      list the registered environment ids
     aipo play ID [-o key=value]    play an episode yourself in the terminal
-    aipo demo [--quick]            the capability-boundary experiment: GRPO vs AIPO (--scripted: one episode)
+    aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
     aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
     aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
 """
