@@ -5,6 +5,7 @@
     aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
     aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
     aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
+    aipo ilr [--quick]             ILR co-training of two tiny models vs each trained alone with GRPO
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import gymnasium as gym
 import typer
 
 import aipo_env
-from aipo import demo_command, evaluate, train
+from aipo import demo_command, evaluate, ilr, train
 from aipo.play import parse_options
 
 app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
 app.command("train")(train.command)
 app.command("eval")(evaluate.command)
+app.command("ilr")(ilr.command)
 app.command("demo")(demo_command.command)
 
 
