@@ -1,7 +1,8 @@
 """``aipo ilr [--quick]``: ILR co-training of two tiny models against each trained alone with GRPO.
 
 For each seed, two tiny models are warmed up on worked solutions of the built-in arithmetic
-family for different numbers of steps (a strong and a weak model). From those two starts it
+family (:mod:`aipo.demonstrations`, :mod:`algorithms.sft`) for different numbers of steps (a
+strong and a weak model). From those two starts it
 trains (a) each model alone with GRPO and (b) both together with ILR (:mod:`algorithms.ilr`), for
 the same number of steps, problems per step and samples per problem; then it evaluates every
 model alone (consults off) on the test split. Results go to ``output_dir``: ``results.json``,
@@ -33,6 +34,7 @@ class ILRSettings(BaseModel):
     level: int = Field(1, ge=1, le=10, description="Level of the built-in arithmetic family.")
     strong_warmup: int = Field(900, ge=0, description="Supervised warm-up steps of the strong model.")
     weak_warmup: int = Field(500, ge=0, description="Supervised warm-up steps of the weak model.")
+    demonstrations: int = Field(512, ge=1, description="Worked solutions the warm-up learns from.")
     steps: int = Field(20, ge=1, description="RL steps, the same for ILR and for each model alone.")
     problems_per_step: int = Field(8, ge=1)
     group_size: int = Field(4, ge=2, description="Samples per problem (GRPO group).")
@@ -51,7 +53,7 @@ class ILRSettings(BaseModel):
     def quick(cls, **overrides: Any) -> ILRSettings:
         """A seconds-long run that exercises every piece (for CI), not a measurement."""
         small = dict(
-            seeds=[0], strong_warmup=4, weak_warmup=1, steps=1, problems_per_step=2, group_size=2,
+            seeds=[0], strong_warmup=4, weak_warmup=1, demonstrations=8, steps=1, problems_per_step=2, group_size=2,
             max_new_tokens=8, validation_problems=2, validation_samples=1, eval_problems=2, eval_samples=2,
         )  # fmt: skip
         return cls(**{**small, **overrides})
@@ -80,14 +82,13 @@ def run(settings: ILRSettings) -> dict[str, Any]:
 
 
 def _run_seed(settings: ILRSettings, seed: int) -> dict[str, Any]:
-    from aipo_env.tasks.arithmetic import ArithmeticTask
     from algorithms.ilr.cotrain import CoTrainer
-    from algorithms.ilr.warmup import warm_up
+    from algorithms.sft import SFTSettings, supervised_warmup
     from algorithms.trainer import Trainer
     from policies.hf import HFPolicy
 
     out = settings.output_dir / f"seed-{seed}"
-    task = ArithmeticTask(level=settings.level)
+    demonstrations = _demonstrations(settings)
     warmed = {}
     for offset, (name, steps) in enumerate(
         zip(PLAYER_NAMES, (settings.strong_warmup, settings.weak_warmup), strict=True)
@@ -98,7 +99,9 @@ def _run_seed(settings: ILRSettings, seed: int) -> dict[str, Any]:
             max_new_tokens=settings.max_new_tokens,
             tiny_options={"seed": seed * 10 + offset},
         )
-        warm_up(policy, task, steps=steps, seed=seed * 10 + offset, progress=settings.progress)
+        if steps:
+            sft = SFTSettings(steps=steps, batch_size=16, seed=seed * 10 + offset, progress=settings.progress)
+            supervised_warmup(policy, demonstrations, sft)
         warmed[name] = policy
     result: dict[str, Any] = {name: {"warm-up": _evaluate(settings, warmed[name])} for name in PLAYER_NAMES}
     curves: dict[str, Any] = {}
@@ -138,6 +141,19 @@ def _run_seed(settings: ILRSettings, seed: int) -> dict[str, Any]:
         }
     result["curves"] = curves
     return result
+
+
+def _demonstrations(settings: ILRSettings) -> list[Any]:
+    """Worked solutions of training problems, played alone as evaluation will (consults off)."""
+    import gymnasium as gym
+
+    from aipo.demonstrations import demonstrate
+
+    count = settings.demonstrations
+    env = gym.make("aipo/Arithmetic-v0", level=settings.level, max_turns=1, consult="off", size=count)
+    records = [demonstrate(env, index) for index in range(count)]
+    env.close()
+    return records
 
 
 def _train_config(settings: ILRSettings, seed: int, output_dir: Path) -> Any:
