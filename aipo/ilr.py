@@ -38,7 +38,7 @@ class ILRSettings(BaseModel):
     steps: int = Field(20, ge=1, description="RL steps, the same for ILR and for each model alone.")
     problems_per_step: int = Field(8, ge=1)
     group_size: int = Field(4, ge=2, description="Samples per problem (GRPO group).")
-    max_new_tokens: int = Field(24, ge=1, description="Most tokens per turn (ILR: per stage).")
+    max_new_tokens: int = Field(40, ge=1, description="Most tokens per turn (ILR: per stage).")
     lr: float = Field(1e-3, gt=0, description="GRPO learning rate.")
     calibrate: bool = Field(True, description="Perception-calibrated rewards in ILR.")
     validation_problems: int = Field(16, ge=0, description="IRT fit: validation problems (0 = no IRT).")
