@@ -51,15 +51,20 @@ def write_report(results: dict[str, Any], directory: Path) -> None:
             bars.scatter([x] * len(runs), [run[name][condition]["accuracy"] for run in runs], color="k", s=8)
     bars.set_xticks(range(len(names)), names)
     bars.set_ylabel("accuracy alone (pass@1)")
+    bars.set_ylim(0, 1)
     bars.set_title("final models, evaluated alone (dots: seeds)")
     bars.legend(fontsize=8)
+    colours = dict(zip(names, ("tab:blue", "tab:red"), strict=False))
     for key in runs[0]["curves"]:
-        if key.startswith(("GRPO alone/", "ILR/")):
+        condition, _, name = key.partition("/")
+        if condition in ("GRPO alone", "ILR"):
             series = [run["curves"][key] for run in runs]
             mean = [sum(values) / len(values) for values in zip(*series, strict=True)]
-            curves.plot(range(1, len(mean) + 1), mean, label=key, linestyle="-" if "ILR" in key else "--")
+            style = "-" if condition == "ILR" else "--"
+            curves.plot(range(1, len(mean) + 1), mean, style, color=colours.get(name), label=key)
     curves.set_xlabel("RL step")
     curves.set_ylabel("training reward (ILR: fused answer, raw)")
+    curves.set_ylim(0, 1)
     curves.set_title("training reward, mean over seeds")
     curves.legend(fontsize=8)
     figure.tight_layout()
