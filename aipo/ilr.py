@@ -39,7 +39,7 @@ class ILRSettings(BaseModel):
     problems_per_step: int = Field(8, ge=1)
     group_size: int = Field(4, ge=2, description="Samples per problem (GRPO group).")
     max_new_tokens: int = Field(40, ge=1, description="Most tokens per turn (ILR: per stage).")
-    lr: float = Field(1e-3, gt=0, description="GRPO learning rate.")
+    lr: float = Field(1e-4, gt=0, description="GRPO learning rate (1e-3 wrecked the warmed-up models).")
     calibrate: bool = Field(True, description="Perception-calibrated rewards in ILR.")
     validation_problems: int = Field(16, ge=0, description="IRT fit: validation problems (0 = no IRT).")
     validation_samples: int = Field(4, ge=1)

@@ -5,8 +5,8 @@ Each episode has three stages, played by both players at once (``step`` takes bo
 1. **share**: each player sees the problem exactly as a single-player env shows it with
    consults off (``task.prompt(problem)``) and writes its solution;
 2. **analyse**: each sees its partner's idea, framed by its own mode, and critiques it;
-3. **fuse**: each sees its partner's critique and writes its own final solution, which the task
-   scores on its own.
+3. **fuse**: each sees its partner's critique and the problem restated, and writes its own final
+   solution, which the task scores on its own.
 
 :func:`idea3_aec_env` wraps the same env in the turn-based AEC API (``player_0`` then ``player_1``
 in every stage; a player's action is applied when both have acted, so neither sees the other's
@@ -35,7 +35,7 @@ FRAMING: dict[Mode, str] = {
     "cooperate": "We are a team. Check your partner's idea: say what is right and fix what is wrong.",
     "compete": "We are rivals. Find the mistakes in your partner's idea before you answer.",
 }
-FUSE_NOTE = "Now write your own final solution. Put your final answer in \\boxed{}."
+FUSE_NOTE = "Now write your own final solution to the problem:"
 
 
 class Idea3Env(ParallelEnv):
@@ -169,13 +169,15 @@ class Idea3Env(ParallelEnv):
     # -- internals -----------------------------------------------------------------------------
 
     def _show_partner(self, player: str, partner: str, stage: Stage) -> None:
+        assert self.problem is not None
         text = self._turns[partner][-1]
         if stage == "share":
             piece = f'\n<idea agent="{partner}">{text}</idea>\n'
             note = FRAMING[self.modes[player]] + "\n"
         else:
             piece = f'\n<analysis agent="{partner}">{text}</analysis>\n'
-            note = FUSE_NOTE + "\n"
+            # The problem is restated as at the start, so the final solution answers it afresh.
+            note = f"{FUSE_NOTE}\n{self.task.prompt(self.problem)}\n"
         self.segments[player] += [Segment("agent", partner, piece), Segment("prompt", "system", note)]
 
     def _score(self, player: str, text: str) -> float:

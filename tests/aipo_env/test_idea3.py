@@ -41,6 +41,10 @@ def test_a_player_sees_the_partner_idea_only_after_sharing_and_with_its_own_fram
     observations, *_ = env.step({"player_0": "IDEA-A", "player_1": "IDEA-B"})
     assert "IDEA-B" in observations["player_0"] and "IDEA-A" in observations["player_1"]
     assert "team" in observations["player_0"] and "rivals" in observations["player_1"]
+    observations, *_ = env.step({"player_0": "CRIT-A", "player_1": "CRIT-B"})
+    assert "CRIT-B" in observations["player_0"] and "CRIT-A" in observations["player_1"]
+    # the fuse stage ends with the problem restated, as a single-player episode begins
+    assert all(observation.endswith(problem_prompt + "\n") for observation in observations.values())
 
 
 def test_each_final_answer_is_scored_on_its_own_and_segments_label_who_wrote_what() -> None:
