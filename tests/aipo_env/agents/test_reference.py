@@ -56,12 +56,19 @@ def test_knowledge_finds_the_relevant_entry_and_admits_ignorance():
 
 def test_replies_are_deterministic():
     for agent in (ReferenceVerify(), ReferenceKnowledge(), ReferenceReasoning()):
-        assert agent.reply(request(agent.name, "help with multiply")) == agent.reply(request(agent.name, "help with multiply"))
+        assert agent.reply(request(agent.name, "help with multiply")) == agent.reply(
+            request(agent.name, "help with multiply")
+        )
 
 
 @pytest.mark.parametrize(
     ("text", "holds"),
-    [("12 * 3 = 36", [True]), ("2^10 = 1024 = 1000", [True, False]), ("1,000 + 1 = 1001", [True]), ("x = 3", [])],
+    [
+        ("12 * 3 = 36", [True]),
+        ("2^10 = 1024 = 1000", [True, False]),
+        ("1,000 + 1 = 1001", [True]),
+        ("x = 3", []),
+    ],
 )
 def test_find_equations(text, holds):
     assert [equation.holds for equation in find_equations(text)] == holds
