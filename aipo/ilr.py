@@ -35,6 +35,9 @@ class ILRSettings(BaseModel):
     strong_warmup: int = Field(900, ge=0, description="Supervised warm-up steps of the strong model.")
     weak_warmup: int = Field(500, ge=0, description="Supervised warm-up steps of the weak model.")
     demonstrations: int = Field(512, ge=1, description="Worked solutions the warm-up learns from.")
+    idea3_demonstrations: int = Field(
+        0, ge=0, description="Idea3 games added to the warm-up (every turn the worked solution): the format."
+    )
     steps: int = Field(20, ge=1, description="RL steps, the same for ILR and for each model alone.")
     problems_per_step: int = Field(8, ge=1)
     group_size: int = Field(4, ge=2, description="Samples per problem (GRPO group).")
@@ -153,6 +156,32 @@ def _demonstrations(settings: ILRSettings) -> list[Any]:
     env = gym.make("aipo/Arithmetic-v0", level=settings.level, max_turns=1, consult="off", size=count)
     records = [demonstrate(env, index) for index in range(count)]
     env.close()
+    return records + _idea3_demonstrations(settings)
+
+
+def _idea3_demonstrations(settings: ILRSettings) -> list[Any]:
+    """Idea3 games in which both players write the worked solution at every stage (both records).
+
+    They teach a small model the exchange's format only: to answer the problem afresh after the
+    partner's text. Analysis by recomputation is our simplification, not ILR's.
+    """
+    from aipo.demonstrations import solution_turns
+    from aipo_env.idea3 import PLAYERS, Idea3Env
+    from aipo_env.tasks.arithmetic import ArithmeticTask
+
+    count = settings.idea3_demonstrations
+    env = Idea3Env(ArithmeticTask(level=settings.level, size=max(count, 1), seed=2))
+    records = []
+    for index in range(count):
+        modes = dict(zip(PLAYERS, ("cooperate", "compete")[:: 1 if index % 2 else -1], strict=True))
+        env.reset(options={"index": index, "modes": modes})
+        problem = env.problem
+        assert problem is not None
+        turn = solution_turns(problem.steps, problem.answer, ())[0]
+        infos: dict[str, Any] = {}
+        for _stage in range(3):
+            _, _, _, _, infos = env.step(dict.fromkeys(PLAYERS, turn))
+        records += [infos[player]["episode"] for player in PLAYERS]
     return records
 
 
@@ -210,6 +239,7 @@ def command(
     ),
     seeds: str = typer.Option("", help="Comma-separated seeds (default 0,1; quick: 0)."),
     steps: int | None = typer.Option(None, help="RL steps for ILR and for each model alone."),
+    idea3_warmup: int = typer.Option(0, help="Idea3 games added to both models' warm-up (the format)."),
     output_dir: Path = typer.Option(Path("results/ilr"), help="Where results.json, table.md and ilr.png go."),
 ) -> None:
     """ILR (two tiny models learning together) vs each model trained alone with GRPO, evaluated alone."""
@@ -217,7 +247,7 @@ def command(
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    overrides: dict[str, Any] = {"output_dir": output_dir}
+    overrides: dict[str, Any] = {"output_dir": output_dir, "idea3_demonstrations": idea3_warmup}
     try:
         if seeds:
             overrides["seeds"] = [int(part) for part in seeds.split(",") if part.strip()]

@@ -13,7 +13,7 @@ from aipo.cli import app
 
 @pytest.mark.slow
 def test_quick_run_writes_results_table_and_plot(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["ilr", "--quick", "--output-dir", str(tmp_path)])
+    result = CliRunner().invoke(app, ["ilr", "--quick", "--idea3-warmup", "2", "--output-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["summary"]) == {"strong", "weak"}
@@ -27,6 +27,7 @@ def test_quick_run_writes_results_table_and_plot(tmp_path: Path) -> None:
     assert "| strong |" in table and "| weak |" in table and "ILR" in table
     assert (tmp_path / "ilr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "seed-0" / "ilr-strong" / "metrics.jsonl").is_file()
+    assert results["settings"]["idea3_demonstrations"] == 2
 
 
 def test_bad_seeds_are_a_clear_error(tmp_path: Path) -> None:
