@@ -41,16 +41,20 @@ WARMUP = "warm-up"
 class HeldOutCurve:
     """A trainer callback: held-out accuracy alone (consults off) every ``every`` steps.
 
-    The evaluation runs under a forked torch random state, so the training run is the same
-    with or without the curve.
+    The evaluation runs under a forked torch random state seeded by ``(seed, step)``, so the
+    training run is the same with or without the curve and every arm is measured alike.
     """
 
-    def __init__(self, env_kwargs: Mapping[str, Any], problems: int, samples: int, every: int) -> None:
+    def __init__(
+        self, env_kwargs: Mapping[str, Any], problems: int, samples: int, every: int, seed: int = 0
+    ) -> None:
         self.env_kwargs, self.problems, self.samples, self.every = dict(env_kwargs), problems, samples, every
+        self.seed = seed
         self.points: list[dict[str, float]] = []
 
     def measure(self, policy: HFPolicy, step: int) -> None:
         with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + step)
             result = evaluate(
                 policy, ENV_ID, self.env_kwargs, problems=range(self.problems), samples=self.samples,
                 batch_size=256, progress=False,
@@ -71,8 +75,14 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     seeds: dict[str, Any] = {}
     for seed in config.seeds:
+        saved = config.output_dir / f"seed-{seed}" / "seed.json"
+        if config.reuse_seeds and saved.is_file():
+            log(f"== seed {seed}: results of an earlier run, {saved}")
+            seeds[str(seed)] = json.loads(saved.read_text())
+            continue
         log(f"== seed {seed}: warm-up on levels {config.warmup.levels}, then {', '.join(config.arms)}")
         seeds[str(seed)] = run_seed(config, seed, log)
+        saved.write_text(json.dumps(seeds[str(seed)]))
     results = {
         "settings": settings_of(config),
         "seeds": seeds,
@@ -85,10 +95,14 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
 
 def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     """Warm-up, every arm and the evaluations for one seed."""
-    directory = config.output_dir / f"seed-{seed}"
-    warmup_dir = directory / "warmup"
+    warmup_dir = config.output_dir / f"seed-{seed}" / "warmup"
     started = time.perf_counter()
-    history = warm_up(config, seed, warmup_dir)
+    earlier = config.warmup_from / f"seed-{seed}" / "warmup" if config.warmup_from else None
+    if earlier is not None and (earlier / "config.json").is_file():
+        log(f"   reusing the warm-up model in {earlier}")
+        warmup_dir, history = earlier, []
+    else:
+        history = warm_up(config, seed, warmup_dir)
     first = arm_config(config, next(iter(config.arms)), seed, warmup_dir)
     hard = {**first.env.kwargs, "split": "test"}
     easy = {**hard, "level": list(config.warmup.levels)}

@@ -27,7 +27,7 @@ class WarmupConfig(_Strict):
     consult_share: float = Field(
         0.2, ge=0.0, le=1.0, description="Share of demonstrations that consult the Reasoning agent."
     )
-    steps: int = Field(1500, ge=1, description="Optimizer steps.")
+    steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-3, gt=0.0, description="Peak learning rate (cosine decay).")
 
@@ -67,6 +67,16 @@ class DemoConfig(_Strict):
         },
         description="RL arm name -> its train config; every arm starts from the same warm-up.",
     )
+    warmup_from: Path | None = Field(
+        None,
+        description="Reuse the warm-up models of an earlier demo in this directory (its seed-N/warmup) "
+        "instead of training new ones; a seed without one is warmed up as usual.",
+    )
+    reuse_seeds: bool = Field(
+        False,
+        description="Take a seed's results from output_dir/seed-N/seed.json when a finished run left one "
+        "there (e.g. seeds run in parallel processes), instead of running it again.",
+    )
     rl_overrides: list[str] = Field(
         default_factory=list, description="key=value overrides applied to every arm (e.g. steps=5)."
     )
@@ -104,7 +114,8 @@ def ablation_config(config: DemoConfig, modes: list[str]) -> DemoConfig:
         for mode in modes
     }
     directory = config.output_dir.with_name(f"{config.output_dir.name}_ablation")
-    return config.model_copy(update={"arms": arms, "output_dir": directory})
+    warmup_from = config.warmup_from or config.output_dir
+    return config.model_copy(update={"arms": arms, "output_dir": directory, "warmup_from": warmup_from})
 
 
 def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path) -> TrainConfig:

@@ -58,6 +58,12 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert all(f"| {model} |" in table for model in ("warm-up", "grpo", "aipo"))
     assert "pass@16" in table and "wall time" in result.output
 
+    again = CliRunner().invoke(
+        app, ["demo", "--quick", *TINY_BUDGET, f"output_dir={out}", "--seeds", "3", "reuse_seeds=true"]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "demo.json").read_text())["summary"] == saved["summary"]
+
 
 def test_every_arm_reruns_with_aipo_train_and_differs_only_in_the_helper_mode(tmp_path: Path) -> None:
     demo = load_demo_config(EXAMPLES / "demo.yaml")
