@@ -3,6 +3,7 @@
     aipo envs                      list the registered environment ids
     aipo play ID [-o key=value]    play an episode yourself in the terminal
     aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
+    aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fixed baselines
     aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
     aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
     aipo ilr [--quick]             ILR co-training of two tiny models vs each trained alone with GRPO
@@ -16,10 +17,13 @@ import gymnasium as gym
 import typer
 
 import aipo_env
-from aipo import demo_command, evaluate, ilr, train
+from aipo import bench_consult, demo_command, evaluate, ilr, train
 from aipo.play import parse_options
 
 app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
+bench = typer.Typer(help="Benchmarks: results under results/<name>/ (table, JSON, PNG).")
+bench.command("consult")(bench_consult.command)
+app.add_typer(bench, name="bench")
 app.command("train")(train.command)
 app.command("eval")(evaluate.command)
 app.command("ilr")(ilr.command)
