@@ -62,7 +62,7 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     costs = results["config"]["costs"]
-    figure, axes = plt.subplots(1, len(costs), figsize=(4.2 * len(costs), 3.8), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 5.0), sharey=True, squeeze=False)
     frontier = results["frontier"]
     for axis, cost in zip(axes[0], costs, strict=True):
         axis.plot(
@@ -86,7 +86,9 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
         axis.set_title(f"consult cost {cost:g}")
         axis.set_xlabel("consults per episode")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="best")
+        axis.legend(
+            fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2
+        )  # below: no point hidden
     axes[0][0].set_ylabel("accuracy")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
