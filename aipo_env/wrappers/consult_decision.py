@@ -232,7 +232,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         elif decision is Decision.CONTINUE:
             self.solver.write_step()
         else:
-            reward, outcome = self._consult(decision.agent or "")
+            reward, outcome, final_info = self._consult(decision.agent or "")
         if not self._done and self._decisions >= self.max_decisions:
             answer_reward, final_info = self._answer()
             reward += answer_reward
@@ -252,26 +252,25 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
 
     # -- decisions -----------------------------------------------------------------------------
 
-    def _consult(self, agent: str) -> tuple[float, str]:
-        """Send the solver's pending text plus a consult; returns (reward, outcome)."""
+    def _consult(self, agent: str) -> tuple[float, str, dict[str, Any]]:
+        """Send the solver's pending text plus a consult; returns (reward, outcome, final info)."""
         if self._consults_left() <= 0 or self._used[agent] >= self.limits[agent]:
-            return 0.0, "refused"
+            return 0.0, "refused", {}
         protocol = self._inner.protocol
         pending = self.solver.take_text()
         request = protocol.consult(agent, self.solver.query(agent))
         action = f"{pending}\n{request}" if pending else request
         previous = self._transcript
         self._transcript, reward, terminated, _, inner_info = self.reasoning_env.step(action)
-        if terminated:  # the reasoning env ran out of turns and scored the turn as final
-            self._done = True
-            return float(reward), "ended_by_reasoning_env"
+        if terminated:  # a given reasoning env ran out of turns and scored the turn as final
+            return float(reward), "ended_by_reasoning_env", self._finish(inner_info)
         if inner_info["action"]["outcome"] != "answered":
-            return float(reward), str(inner_info["action"]["outcome"])
+            return float(reward), str(inner_info["action"]["outcome"]), {}
         self._used[agent] += 1
         self.solver.read_feedback(
             agent, _feedback(self._transcript[len(previous) :], protocol.feedback_tag, agent)
         )
-        return float(reward) - self.costs[agent], "consulted"
+        return float(reward) - self.costs[agent], "consulted", {}
 
     def _answer(self) -> tuple[float, dict[str, Any]]:
         pending = self.solver.take_text()
@@ -282,9 +281,13 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
                 "the reasoning env did not end the episode on a final response; ConsultDecisionEnv "
                 "needs the standard action protocol (any turn without a trailing consult is final)"
             )
+        return float(reward), self._finish(inner_info)
+
+    def _finish(self, inner_info: dict[str, Any]) -> dict[str, Any]:
+        """End the episode; the final info, without the reasoning env's ``episode`` record."""
         self._done = True
         correct = bool(inner_info.get("correct", False))
-        return float(reward), {
+        return {
             "correct": correct,
             "is_success": correct,
             "score": float(inner_info.get("score", 0.0)),

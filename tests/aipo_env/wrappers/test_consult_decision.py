@@ -268,3 +268,14 @@ def test_sb3_algorithms_train_a_few_hundred_steps(algorithm, kwargs):
     model.learn(total_timesteps=256)
     action, _ = model.predict(ConsultDecisionEnv().reset(seed=0)[0], deterministic=True)
     assert int(action) in range(len(Decision))
+
+
+def test_a_given_reasoning_env_that_refuses_consults_still_ends_with_a_score():
+    made = gym.make("aipo/Arithmetic-v0", level=3, max_turns=7, max_consults=6, max_consults_per_agent=0)
+    env = ConsultDecisionEnv(env=made)
+    env.reset(seed=0)
+    outcomes = [env.step(Decision.REASONING) for _ in range(7)]
+    assert [info["outcome"] for *_, info in outcomes[:6]] == ["refused"] * 6
+    _, _, terminated, _, info = outcomes[-1]
+    assert terminated and info["outcome"] == "ended_by_reasoning_env" and info["correct"] is False
+    assert all(step_reward == 0.0 for _, step_reward, *_ in outcomes)
