@@ -1,12 +1,12 @@
 """The ``aipo`` command line.
 
-    aipo envs                      list the registered environment ids
-    aipo play ID [-o key=value]    play an episode yourself in the terminal
-    aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
-    aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fixed baselines
-    aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
-    aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
-    aipo ilr [--quick]             ILR co-training of two tiny models vs each trained alone with GRPO
+aipo envs                      list the registered environment ids
+aipo play ID [-o key=value]    play an episode yourself in the terminal
+aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
+aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fixed baselines
+aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
+aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
+aipo ilr [--quick]             ILR co-training of two tiny models vs each trained alone with GRPO
 """
 
 from __future__ import annotations
@@ -51,6 +51,14 @@ def play(
     turn with <consult agent="verify|knowledge|reasoning">question</consult> to consult a helper.
     """
     env = _make(env_id, option)
+    if not isinstance(env.unwrapped, aipo_env.ReasoningEnv):
+        typer.secho(
+            f"{env_id} has no text turns to type (its actions are {env.action_space}); "
+            "play a text env such as aipo/Arithmetic-v0",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
     observation, info = env.reset(seed=seed, options=None if index is None else {"index": index})
     typer.secho(f"Problem {info['problem']['id']}", bold=True)
     typer.echo(observation)

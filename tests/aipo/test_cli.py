@@ -33,5 +33,7 @@ def test_play_reads_turns_and_prints_replies_and_reward():
 
 def test_play_reports_bad_ids_and_options():
     assert RUNNER.invoke(app, ["play", "aipo/Nope-v0"]).exit_code == 2
+    numeric = RUNNER.invoke(app, ["play", "aipo/ConsultDecision-v0"])
+    assert numeric.exit_code == 2 and "no text turns" in numeric.output
     bad = RUNNER.invoke(app, ["play", "aipo/Arithmetic-v0", "-o", "level"])
     assert bad.exit_code == 2 and "key=value" in bad.output
