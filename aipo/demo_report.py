@@ -100,7 +100,8 @@ def plot_learning_curves(results: Mapping[str, Any], path: Path) -> None:
     for axis in (held_out, reward):
         axis.set_xlabel("RL step")
         axis.grid(alpha=0.3)
-        axis.legend()
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -132,10 +133,9 @@ def plot_pass_at_k(results: Mapping[str, Any], path: Path) -> None:
 def summary_text(results: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     """The one-screen summary printed at the end of ``aipo demo``."""
     lines = [markdown_table(results).rstrip(), ""]
-    minutes = results["wall_seconds"] / 60
-    lines.append(
-        f"wall time {minutes:.1f} min; " + ", ".join(f"{name}: {path}" for name, path in paths.items())
-    )
+    minutes, cpu = results["wall_seconds"] / 60, results.get("cpu_seconds", 0.0) / 60
+    lines.append(f"wall time {minutes:.1f} min (CPU time {cpu:.1f} min)")
+    lines += [f"  {name}: {path}" for name, path in paths.items()]
     return "\n".join(lines)
 
 
