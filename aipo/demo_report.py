@@ -82,22 +82,25 @@ def write_outputs(results: Mapping[str, Any], directory: Path) -> dict[str, Path
 
 
 def plot_learning_curves(results: Mapping[str, Any], path: Path) -> None:
-    """Held-out accuracy alone and training reward per RL step, mean over seeds (band: min-max)."""
+    """Held-out accuracy alone, training reward and consult rate per RL step, mean over seeds (band: min-max)."""
     plt = _pyplot()
-    figure, (held_out, reward) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure, (held_out, reward, consults) = plt.subplots(1, 3, figsize=(14, 3.8))
     arms = [model for model in results["summary"] if model != "warm-up"]
     for arm in arms:
         runs = [seed[arm] for seed in results["seeds"].values()]
         if runs[0]["curve"]:
             _band(held_out, [[p["step"] for p in run["curve"]] for run in runs],
                   [[p["accuracy"] for p in run["curve"]] for run in runs], arm)  # fmt: skip
-        _band(reward, [[row["step"] for row in run["training"]] for run in runs],
-              [[row.get("rollout/reward", 0.0) for row in run["training"]] for run in runs], arm)  # fmt: skip
+        steps = [[row["step"] for row in run["training"]] for run in runs]
+        for axis, name in ((reward, "rollout/reward"), (consults, "rollout/consult_rate")):
+            _band(axis, steps, [[row.get(name, 0.0) for row in run["training"]] for run in runs], arm)
     held_out.set_title("held-out hard problems, consults off")
     held_out.set_ylabel("accuracy alone")
     reward.set_title("training episodes, consults on")
     reward.set_ylabel("reward")
-    for axis in (held_out, reward):
+    consults.set_title("training episodes that consult")
+    consults.set_ylabel("consult rate")
+    for axis in (held_out, reward, consults):
         axis.set_xlabel("RL step")
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
