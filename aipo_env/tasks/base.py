@@ -104,6 +104,20 @@ class Task(ABC):
         """Release resources (worker processes, files). Safe to call twice."""
 
 
+class ListedTask(Task):
+    """A task over a fixed list of problems loaded from a dataset (``self.problems``)."""
+
+    problems: list[Problem]
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def problem(self, index: int) -> Problem:
+        if not 0 <= index < len(self.problems):
+            raise IndexError(f"problem index {index} is out of range for {len(self.problems)} problems")
+        return self.problems[index]
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))

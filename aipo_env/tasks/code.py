@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aipo_env.sandbox import ExecutionResult, Job, Limits, Mode, Sandbox
-from aipo_env.tasks.base import Problem, Score, Task
+from aipo_env.tasks.base import ListedTask, Problem, Score
 from aipo_env.tasks.code_formats import humaneval_problem, mbpp_problem
 from aipo_env.tasks.loading import read_rows
 
@@ -71,7 +71,7 @@ _KNOWLEDGE: tuple[dict[str, Any], ...] = (
 )
 
 
-class CodeTask(Task):
+class CodeTask(ListedTask):
     """Python programming problems scored by their tests in a sandbox.
 
     Args:
@@ -106,14 +106,6 @@ class CodeTask(Task):
         self.partial, self.timeout = partial, float(timeout)
         self.limits = limits or Limits()
         self.sandbox = Sandbox(self.limits, workers=workers, isolation=isolation)
-
-    def __len__(self) -> int:
-        return len(self.problems)
-
-    def problem(self, index: int) -> Problem:
-        if not 0 <= index < len(self.problems):
-            raise IndexError(f"problem index {index} is out of range for {len(self.problems)} problems")
-        return self.problems[index]
 
     def score(self, problem: Problem, response: str) -> Score:
         """Run the response's code against all of the problem's tests."""

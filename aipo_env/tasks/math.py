@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from aipo_env.tasks.base import Problem, Score, Task, split_steps
+from aipo_env.tasks.base import ListedTask, Problem, Score, split_steps
 from aipo_env.tasks.loading import DataError, Row, read_rows
 from aipo_env.tasks.math_scoring import MathVerifier
 
 
-class MathTask(Task):
+class MathTask(ListedTask):
     """Free-form math problems whose final answers are judged by math-verify.
 
     Args:
@@ -45,14 +45,6 @@ class MathTask(Task):
             raise ValueError("a math task needs at least one problem")
         self.problems = list(problems)
         self.verifier = MathVerifier(timeout)
-
-    def __len__(self) -> int:
-        return len(self.problems)
-
-    def problem(self, index: int) -> Problem:
-        if not 0 <= index < len(self.problems):
-            raise IndexError(f"problem index {index} is out of range for {len(self.problems)} problems")
-        return self.problems[index]
 
     def score(self, problem: Problem, response: str) -> Score:
         """Reward 1 if math-verify judges the response's answer equal to the reference, else 0."""

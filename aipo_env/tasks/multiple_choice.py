@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from aipo_env.tasks.base import Problem, Score, Task, split_steps
+from aipo_env.tasks.base import ListedTask, Problem, Score, split_steps
 from aipo_env.tasks.choice_extraction import LETTERS, extract_choice
 from aipo_env.tasks.loading import Row, read_rows
 
@@ -71,7 +71,7 @@ _KNOWLEDGE: tuple[dict[str, Any], ...] = (
 )
 
 
-class MultipleChoiceTask(Task):
+class MultipleChoiceTask(ListedTask):
     """GPQA-format questions with options shuffled per ``shuffle_seed``.
 
     Args:
@@ -93,14 +93,6 @@ class MultipleChoiceTask(Task):
             gpqa_problem(row, index, source=source, shuffle_seed=shuffle_seed)
             for index, row in enumerate(rows)
         ]
-
-    def __len__(self) -> int:
-        return len(self.problems)
-
-    def problem(self, index: int) -> Problem:
-        if not 0 <= index < len(self.problems):
-            raise IndexError(f"problem index {index} is out of range for {len(self.problems)} problems")
-        return self.problems[index]
 
     def score(self, problem: Problem, response: str) -> Score:
         """1 if the letter read from ``response`` is ``problem.answer``, else 0."""
