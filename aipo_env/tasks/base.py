@@ -126,8 +126,17 @@ def last_boxed(text: str) -> str | None:
     open_brace = text.find("{", start)
     if open_brace < 0 or text[start:open_brace].strip() not in {"\\boxed", "\\fbox"}:
         return None
+    return braced_content(text, open_brace)
+
+
+def braced_content(text: str, open_brace: int, max_chars: int | None = None) -> str | None:
+    """The text inside the braces that open at ``open_brace``, nesting respected.
+
+    ``None`` if they never close (within ``max_chars`` characters, when given).
+    """
+    end = len(text) if max_chars is None else min(len(text), open_brace + max_chars)
     depth = 0
-    for position in range(open_brace, len(text)):
+    for position in range(open_brace, end):
         if text[position] == "{":
             depth += 1
         elif text[position] == "}":

@@ -21,6 +21,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from aipo_env.tasks.base import braced_content
+
 LETTERS = "ABCDEFGHIJ"
 _LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -86,7 +88,7 @@ def _patterns(letters: str) -> _Patterns:
 def _boxed(response: str, choices: Sequence[str]) -> list[tuple[int, str, str]]:
     """The last ``\\boxed{}`` that names an option (only the last few boxes are read)."""
     for match in reversed(list(_BOXED.finditer(response))[-_MAX_TRIES:]):
-        content = _balanced(response, match.end() - 1)
+        content = braced_content(response, match.end() - 1, _MAX_SPAN)
         letter = None if content is None else _letter_of(content, choices, trust_leading=True)
         if letter is not None:
             return [(match.start(), letter, "boxed")]
@@ -161,15 +163,3 @@ def _unwrap(text: str) -> str:
 def _normal(text: str) -> str:
     """Option text compared without case, spaces, ``$`` signs, LaTeX text wrappers or final period."""
     return re.sub(r"[\s$]", "", _unwrap(text).lower()).rstrip(".")
-
-
-def _balanced(text: str, open_brace: int) -> str | None:
-    depth = 0
-    for position in range(open_brace, min(len(text), open_brace + _MAX_SPAN)):
-        if text[position] == "{":
-            depth += 1
-        elif text[position] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_brace + 1 : position]
-    return None
