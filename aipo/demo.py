@@ -147,7 +147,9 @@ def warm_up(config: DemoConfig, seed: int, directory: Path) -> list[dict[str, fl
     """Supervised warm-up of a fresh tiny model on easy levels; saves it into ``directory``."""
     warmup = config.warmup
     env_kwargs = {"level": list(warmup.levels), "max_turns": 4, "max_consults": 3, "instructions": False}
-    records = warmup_demonstrations(env_kwargs, warmup.demonstrations, warmup.consult_share, seed=seed)
+    records = warmup_demonstrations(
+        env_kwargs, warmup.demonstrations, warmup.consult_share, seed=seed, style=warmup.consult_style
+    )
     model = config.model.model_copy(update={"tiny": config.model.tiny.model_copy(update={"seed": seed})})
     policy = load_policy(model, torch.device("cpu"))
     settings = SFTSettings(

@@ -10,6 +10,7 @@ applies ``rl_overrides`` (the quick preset shortens them), so every arm can be r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -26,6 +27,11 @@ class WarmupConfig(_Strict):
     demonstrations: int = Field(20000, ge=1, description="Demonstration episodes (problems 0..N-1).")
     consult_share: float = Field(
         0.2, ge=0.0, le=1.0, description="Share of demonstrations that consult the Reasoning agent."
+    )
+    consult_style: Literal["subset", "until_done"] = Field(
+        "subset",
+        description="subset: ask for a random set of steps; until_done: ask for every step from a random "
+        "one on, and once more until the agent says all steps are written (aipo/demonstrations.py).",
     )
     steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)

@@ -12,6 +12,12 @@ A consult demonstration writes some steps itself and asks the Reasoning agent fo
 ending a turn with ``<consult agent="reasoning">next step</consult>``; the agent's reply
 ``Step k: ...`` enters the transcript, and the demonstrator carries on from there. So the policy
 sees how to ask, and that a revealed step reads exactly like one it writes itself.
+
+Two consult styles. ``subset`` asks for a random set of steps and boxes after the last step; the
+model must then count the steps of the chain itself, also after a revealed one. ``until_done``
+writes the first steps, then asks for every remaining step and once more, until the agent
+replies that all steps are written, and only then boxes the last result: the stopping rule is
+the agent's word, not a count, so a consulting episode ends correct whenever the helper is right.
 """
 
 from __future__ import annotations
@@ -28,13 +34,17 @@ from aipo_env.protocol import Protocol
 CONSULT_QUERY = "next step"
 
 
-def solution_turns(steps: tuple[str, ...], answer: str, consulted: Iterable[int]) -> list[str]:
+def solution_turns(
+    steps: tuple[str, ...], answer: str, consulted: Iterable[int], *, confirm: bool = False
+) -> list[str]:
     """The demonstrator's turns for a problem whose reference steps are ``steps``.
 
     Args:
         steps: the reference steps (``"7 + 5 = 12"``), in order.
         answer: the final answer.
         consulted: 1-based numbers of the steps asked of the Reasoning agent instead of written.
+        confirm: ask once more after the last step (the agent answers that all steps are
+            written) before boxing.
 
     Returns:
         One string per turn; every turn but the last ends with a consult request.
@@ -47,11 +57,16 @@ def solution_turns(steps: tuple[str, ...], answer: str, consulted: Iterable[int]
             current = ""
         else:
             current += f"Step {number}: {step}\n"
+    if confirm:
+        turns.append(current + Protocol().consult("reasoning", CONSULT_QUERY))
+        current = ""
     turns.append(f"{current}\\boxed{{{answer}}}")
     return turns
 
 
-def demonstrate(env: gym.Env, index: int, consulted: Iterable[int] = ()) -> EpisodeRecord:
+def demonstrate(
+    env: gym.Env, index: int, consulted: Iterable[int] = (), *, confirm: bool = False
+) -> EpisodeRecord:
     """Play problem ``index`` of ``env`` with the demonstrator and return the episode record.
 
     Raises:
@@ -61,7 +76,7 @@ def demonstrate(env: gym.Env, index: int, consulted: Iterable[int] = ()) -> Epis
     env.reset(options={"index": index})
     problem = env.unwrapped.problem
     info: dict = {}
-    for turn in solution_turns(problem.steps, problem.answer, consulted):
+    for turn in solution_turns(problem.steps, problem.answer, consulted, confirm=confirm):
         _, _, terminated, _, info = env.step(turn)
         if terminated:
             break
@@ -75,12 +90,13 @@ def demonstrate(env: gym.Env, index: int, consulted: Iterable[int] = ()) -> Epis
 
 
 def warmup_demonstrations(
-    env_kwargs: dict, count: int, consult_share: float, seed: int = 0
+    env_kwargs: dict, count: int, consult_share: float, seed: int = 0, style: str = "subset"
 ) -> list[EpisodeRecord]:
     """``count`` demonstrations on problems ``0..count-1`` of the env that ``env_kwargs`` describes.
 
-    A share ``consult_share`` of them consult the Reasoning agent on a random non-empty set of
-    steps. The others solve alone: half of them under the consult instructions (so asking is
+    A share ``consult_share`` of them consult the Reasoning agent: on a random non-empty set of
+    steps (``style="subset"``), or on every step from a random one on, then once more until the
+    agent says all steps are written (``style="until_done"``; see the module docstring). The others solve alone: half of them under the consult instructions (so asking is
     a choice, not a reflex) and half without (as in evaluation, where consults are off).
 
     Args:
@@ -88,9 +104,12 @@ def warmup_demonstrations(
         count: number of demonstrations.
         consult_share: fraction of consult demonstrations, in ``[0, 1]``.
         seed: seeds which demonstrations consult, and on which steps.
+        style: ``"subset"`` or ``"until_done"``.
     """
     if not 0.0 <= consult_share <= 1.0:
         raise ValueError(f"consult_share must be in [0, 1], got {consult_share}")
+    if style not in {"subset", "until_done"}:
+        raise ValueError(f"style must be 'subset' or 'until_done', got {style!r}")
     settings = {"size": count, **env_kwargs}
     with_agents = gym.make("aipo/Arithmetic-v0", **{**settings, "consult": "agents"})
     alone = gym.make("aipo/Arithmetic-v0", **{**settings, "consult": "off"})
@@ -99,6 +118,10 @@ def warmup_demonstrations(
     for index in range(count):
         if rng.random() < consult_share:
             steps = len(with_agents.unwrapped.task.problem(index).steps)
+            if style == "until_done":
+                first = rng.randint(1, steps)
+                records.append(demonstrate(with_agents, index, range(first, steps + 1), confirm=True))
+                continue
             asked = [number for number in range(1, steps + 1) if rng.random() < 0.5] or [
                 rng.randint(1, steps)
             ]

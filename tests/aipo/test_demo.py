@@ -88,3 +88,19 @@ def test_demonstrations_ask_for_the_steps_they_do_not_write() -> None:
     assert all(record.correct for record in records)
     consulting = [record for record in records if record.consults["reasoning"] > 0]
     assert 0 < len(consulting) < len(records)
+
+
+def test_until_done_demonstrations_ask_until_the_agent_says_every_step_is_written() -> None:
+    turns = solution_turns(("7 + 5 = 12", "12 * 3 = 36"), "36", consulted=[2], confirm=True)
+    consult = '<consult agent="reasoning">next step</consult>'
+    assert turns == [f"Step 1: 7 + 5 = 12\n{consult}", consult, "\\boxed{36}"]
+    kwargs = {"level": [1, 2], "max_turns": 4, "max_consults": 3}
+    records = warmup_demonstrations(kwargs, 40, 0.5, seed=2, style="until_done")
+    assert all(record.correct for record in records)
+    consulting = [record for record in records if record.consults["reasoning"] > 0]
+    assert consulting and len(consulting) < len(records)
+    for record in consulting:  # the last reply before the answer is the agent's "all steps written"
+        replies = [segment.text for segment in record.segments if segment.source == "agent"]
+        assert "All steps of the solution are already written" in replies[-1]
+    with pytest.raises(ValueError, match="style"):
+        warmup_demonstrations(kwargs, 4, 0.5, style="sometimes")
