@@ -1,0 +1,305 @@
+"""Our GRPO against TRL's ``GRPOTrainer`` on identical work, on CPU: seconds per step and peak memory.
+
+    pip install -e ".[bench]"                        # TRL, for this script only
+    python benchmarks/trl_side_by_side.py            # 3 rounds x (1 warm-up + 5 timed steps) each
+    python benchmarks/trl_side_by_side.py --rounds 1 --steps 3 --group-size 4
+
+What both frameworks get, the same for each:
+
+* the model: one tiny Qwen2-style model (:mod:`policies.tiny`), written once with
+  ``save_pretrained`` and loaded from that directory by both;
+* the prompts: ``aipo/Arithmetic-v0`` problems as the env shows them (consults off, one turn),
+  encoded as ``<bos>`` + text by the same tokenizer;
+* the reward: the env's own score of the completion (correct answer = 1);
+* ``--prompts`` problems x ``--group-size`` completions per step, at most ``--max-new-tokens``
+  tokens each, temperature 1, no top-k / top-p;
+* the phases: "rollout" is generation plus reward (ours: :meth:`Trainer.collect`; TRL's:
+  ``_generate_and_score_completions``), "update" is the rest of the step;
+* the update: one AdamW step per generation batch (constant ``--lr``, betas (0.9, 0.999),
+  eps 1e-8, no weight decay, grad-norm clip 1), clipped surrogate with eps 0.2 / 0.28,
+  token-level aggregation (TRL's ``dapo``), group-std advantages, no KL, entropy computed;
+* float32 weights and activations, no gradient checkpointing (TRL's defaults, bf16 autocast and
+  gradient checkpointing, are switched off to match ours).
+
+Each framework runs in its own subprocess (so that peak resident memory is its own), the two
+alternate ``--rounds`` times, and every subprocess sets the same number of torch threads. Seconds
+per step are the gaps between the ends of consecutive steps, after ``--warmup`` steps; the
+figures are medians over all rounds. Ratios are ours / TRL's (below 1: ours is faster / smaller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "aipo/Arithmetic-v0"
+FRAMEWORKS = ("aipo", "trl")
+
+
+def env_kwargs(arguments: argparse.Namespace) -> dict[str, Any]:
+    """One turn, consults off: the policy answers alone and the env scores the answer."""
+    return {"level": arguments.level, "size": arguments.problems, "max_turns": 1, "consult": "off"}
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+# -- the two workers (each runs in its own process) -------------------------------------------------
+
+
+def run_aipo(arguments: argparse.Namespace) -> dict[str, Any]:
+    from algorithms.config import TrainConfig, load_config
+    from algorithms.trainer import Trainer
+
+    overrides = [
+        "device=cpu",
+        "progress=false",
+        f"seed={arguments.seed}",
+        f"output_dir={arguments.out / 'aipo_run'}",
+        f"steps={arguments.warmup + arguments.steps}",
+        f"model.name_or_path={arguments.out / 'model'}",
+        f"env.id={ENV_ID}",
+        f"env.kwargs={json.dumps(env_kwargs(arguments))}",
+        f"rollout.problems_per_step={arguments.prompts}",
+        f"rollout.group_size={arguments.group_size}",
+        f"rollout.max_new_tokens={arguments.max_new_tokens}",
+        "loss.agent_mode=mask",
+        "loss.aggregation=token",
+        "loss.advantage_scale=group",
+        "loss.clip_low=0.2",
+        "loss.clip_high=0.28",
+        f"optim.lr={arguments.lr}",
+        f"optim.micro_batch_size={arguments.prompts * arguments.group_size}",
+        "optim.max_grad_norm=1.0",
+    ]
+    config = load_config(TrainConfig, None, overrides)
+    ends: list[float] = []
+    phases: dict[str, list[float]] = {"rollout_s": [], "update_s": []}
+
+    def record(_: Trainer, metrics: dict[str, float]) -> None:
+        ends.append(time.perf_counter())
+        phases["rollout_s"].append(metrics["perf/rollout_s"])
+        phases["update_s"].append(metrics["perf/update_s"])
+
+    trainer = Trainer(config, callbacks=[record])
+    started = time.perf_counter()
+    trainer.learn()
+    return {"step_ends": [started, *ends], "phases": phases}
+
+
+def run_trl(arguments: argparse.Namespace) -> dict[str, Any]:
+    import gymnasium as gym
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    import aipo_env  # noqa: F401  (registers the env ids)
+
+    env = gym.make(ENV_ID, **env_kwargs(arguments))
+    rows = [{"prompt": env.reset(options={"index": i})[0], "index": i} for i in range(arguments.problems)]
+
+    def correctness(completions: list[str], index: list[int], **_: Any) -> list[float]:
+        rewards = []
+        for completion, problem in zip(completions, index, strict=True):
+            env.reset(options={"index": int(problem)})
+            rewards.append(float(env.step(completion)[1]))
+        return rewards
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            self.ends.append(time.perf_counter())
+
+    config = GRPOConfig(
+        output_dir=str(arguments.out / "trl_run"),
+        use_cpu=True,
+        seed=arguments.seed,
+        max_steps=arguments.warmup + arguments.steps,
+        per_device_train_batch_size=arguments.prompts * arguments.group_size,
+        gradient_accumulation_steps=1,
+        num_generations=arguments.group_size,
+        num_iterations=1,
+        max_completion_length=arguments.max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        learning_rate=arguments.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim="adamw_torch",
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        beta=0.0,
+        epsilon=0.2,
+        epsilon_high=0.28,
+        loss_type="dapo",
+        scale_rewards="group",
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        # TRL's defaults are bf16 autocast and gradient checkpointing; ours (on CPU) are neither.
+        bf16=False,
+        gradient_checkpointing=False,
+    )
+
+    class TimedGRPOTrainer(GRPOTrainer):
+        """Times the rollout phase (generation and reward), which TRL does inside ``training_step``."""
+
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._generate_and_score_completions(inputs)
+            finally:
+                rollouts.append(time.perf_counter() - started)
+
+    rollouts: list[float] = []
+    clock = StepClock()
+    trainer = TimedGRPOTrainer(
+        model=str(arguments.out / "model"),
+        reward_funcs=correctness,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(arguments.out / "model"),
+        callbacks=[clock],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    steps = [later - earlier for earlier, later in zip([started, *clock.ends], clock.ends, strict=False)]
+    updates = [step - rollout for step, rollout in zip(steps, rollouts, strict=False)]
+    return {"step_ends": [started, *clock.ends], "phases": {"rollout_s": rollouts, "update_s": updates}}
+
+
+def worker(arguments: argparse.Namespace) -> None:
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    torch.set_num_threads(arguments.threads)
+    torch.manual_seed(arguments.seed)
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    result = run_aipo(arguments) if arguments.worker == "aipo" else run_trl(arguments)
+    ends = result.pop("step_ends")
+    result["step_s"] = [later - earlier for earlier, later in zip(ends, ends[1:], strict=False)]
+    result["peak_rss_gib"] = peak_rss_gib()
+    print("RESULT " + json.dumps(result))
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ("torch", "transformers", "trl", "accelerate", "datasets", "aipo")
+    return {name: version(name) for name in names} | {"python": platform.python_version()}
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB"
+
+
+def spawn(framework: str, arguments: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", framework, *sys.argv[1:]]
+    environment = os.environ | {"OMP_NUM_THREADS": str(arguments.threads), "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"the {framework} worker failed:\n{done.stderr[-4000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], warmup: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for framework, results in runs.items():
+        steps = [step for result in results for step in result["step_s"][warmup:]]
+        entry = {
+            "median_step_s": statistics.median(steps),
+            "step_s": steps,
+            "peak_rss_gib": max(result["peak_rss_gib"] for result in results),
+        }
+        for phase in ("rollout_s", "update_s"):
+            values = [value for result in results for value in result["phases"].get(phase, [])[warmup:]]
+            if values:
+                entry[f"median_{phase}"] = statistics.median(values)
+        summary[framework] = entry
+    summary["time_ratio"] = summary["aipo"]["median_step_s"] / summary["trl"]["median_step_s"]
+    summary["memory_ratio"] = summary["aipo"]["peak_rss_gib"] / summary["trl"]["peak_rss_gib"]
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--prompts", type=int, default=4, help="problems per step")
+    parser.add_argument("--group-size", type=int, default=8, help="completions per problem")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest completion")
+    parser.add_argument("--level", type=int, default=2, help="arithmetic difficulty (1-10)")
+    parser.add_argument("--problems", type=int, default=64, help="size of the problem set")
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each framework")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in each run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("results/trl_side_by_side"))
+    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        worker(arguments)
+        return
+    from policies.tiny import save_tiny
+
+    save_tiny(arguments.out / "model", seed=arguments.seed)
+    runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in FRAMEWORKS}
+    for round_ in range(arguments.rounds):
+        order = FRAMEWORKS if round_ % 2 == 0 else FRAMEWORKS[::-1]
+        for framework in order:
+            runs[framework].append(spawn(framework, arguments))
+            print(f"round {round_ + 1}: {framework} done", flush=True)
+    summary = summarise(runs, arguments.warmup)
+    summary.update(command=" ".join(["python", *sys.argv]), versions=versions(), machine=machine())
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    (arguments.out / "trl_side_by_side.json").write_text(json.dumps(summary, indent=2))
+    for framework in FRAMEWORKS:
+        entry = summary[framework]
+        phases = "".join(
+            f"  {phase.removeprefix('median_')} {entry[phase]:.3f}"
+            for phase in ("median_rollout_s", "median_update_s")
+            if phase in entry
+        )
+        print(
+            f"{framework:>5}: {entry['median_step_s']:.3f} s/step  peak RSS {entry['peak_rss_gib']:.2f} GiB{phases}"
+        )
+    print(f"ours / TRL: time {summary['time_ratio']:.2f}x  memory {summary['memory_ratio']:.2f}x")
+    print(json.dumps({"versions": summary["versions"], "machine": summary["machine"]}))
+
+
+if __name__ == "__main__":
+    main()
