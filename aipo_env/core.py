@@ -22,8 +22,8 @@ from typing import Any, Literal
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
-from aipo_env.agents import Agent, AgentsSpec, ConsultRequest, build_agents
-from aipo_env.episode import EpisodeRecord, Segment
+from aipo_env.agents import Agent, AgentReply, AgentsSpec, ConsultRequest, build_agents
+from aipo_env.episode import EpisodeRecord, Segment, TokenLogprobs
 from aipo_env.protocol import ActionKind, ParsedAction, Protocol
 from aipo_env.spaces import Transcript
 from aipo_env.tasks.base import Problem, Task
@@ -210,10 +210,13 @@ class ReasoningEnv(gym.Env[str, str]):
             self._record.unanswered_consults += 1
             self._note(f"The {agent_name} agent is unavailable right now; continue on your own.")
             return 0.0, "agent_error", error or "empty reply"
+        logprobs = None
         if len(text) > self.max_feedback_chars:
             text = text[: self.max_feedback_chars - 12] + " [trimmed]"
+        else:  # a cut reply's tokens no longer match it
+            logprobs = _reply_logprobs(reply, len(self.protocol.feedback_wrapper(agent_name)[0]), len(text))
         self._record.consults[agent_name] += 1
-        self._append(Segment("agent", agent_name, self.protocol.feedback(agent_name, text)))
+        self._append(Segment("agent", agent_name, self.protocol.feedback(agent_name, text), logprobs))
         return (-self.consult_cost if self.consult_cost else 0.0), "answered", None
 
     def _refusal(self, agent_name: str) -> str | None:
@@ -275,6 +278,19 @@ class ReasoningEnv(gym.Env[str, str]):
             "score_details": self._score_details,
             "episode": self._record,
         }
+
+
+def _reply_logprobs(reply: AgentReply, start: int, length: int) -> TokenLogprobs | None:
+    """The reply's token log-probs as recorded in its segment (``None`` if it reported none)."""
+    values, pieces = getattr(reply, "token_logprobs", None), getattr(reply, "token_texts", None)
+    if values is None:
+        return None
+    try:
+        logprobs = tuple(float(value) for value in values)
+        tokens = None if pieces is None else tuple(str(piece) for piece in pieces)
+    except (TypeError, ValueError):  # an agent's garbage must not break the episode
+        return None
+    return TokenLogprobs(start, start + length, tokens, logprobs)
 
 
 def _per_agent_limits(limits: int | Mapping[str, int] | None, names: tuple[str, ...]) -> dict[str, int]:

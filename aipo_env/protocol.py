@@ -90,7 +90,12 @@ class Protocol:
 
     def feedback(self, agent: str, reply: str) -> str:
         """Format a helper's reply as it is spliced into the transcript."""
-        return f'\n<{self.feedback_tag} agent="{agent}">{reply}</{self.feedback_tag}>\n'
+        opening, closing = self.feedback_wrapper(agent)
+        return f"{opening}{reply}{closing}"
+
+    def feedback_wrapper(self, agent: str) -> tuple[str, str]:
+        """The text :meth:`feedback` puts before and after a reply."""
+        return f'\n<{self.feedback_tag} agent="{agent}">', f"</{self.feedback_tag}>\n"
 
     def parse(self, action: str) -> ParsedAction:
         """Parse one action text; never raises for any ``str``."""

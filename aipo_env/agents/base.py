@@ -56,13 +56,18 @@ class AgentReply:
         ok: ``False`` when the agent failed and ``text`` is a fallback note.
         error: what went wrong, for ``info`` and counters (never holds secrets).
         token_logprobs: per-token log-probabilities of ``text`` under the agent's model, when
-            the backend reports them (AIPO's ``raw`` coefficient uses them).
+            the backend reports them (AIPO's ``raw``, ``luffy`` and ``aipo`` modes use them as
+            ``log pi_agent``).
+        token_texts: each of those tokens' piece of ``text`` (``"".join(token_texts) == text``;
+            see :mod:`aipo_env.agents.token_pieces`). A learner whose tokenizer differs from the
+            agent's needs them to place the log-probs; without them the log-probs go unused.
     """
 
     text: str
     ok: bool = True
     error: str | None = None
     token_logprobs: tuple[float, ...] | None = None
+    token_texts: tuple[str, ...] | None = None
 
 
 class Agent(ABC):

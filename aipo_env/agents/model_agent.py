@@ -13,6 +13,9 @@ all backends:
 * a reply longer than ``max_reply_chars`` is cut there and ends with ``[trimmed]`` (and loses
   its token log-probabilities, which no longer match it); a reply that stopped at the token
   limit is kept as generated and counted;
+* token log-probs travel with each token's piece of the text (:mod:`~aipo_env.agents.token_pieces`);
+  whitespace stripped off the ends of a reply takes its whole tokens with it, and a token that
+  loses only part of its piece keeps its log-prob for the rest;
 * :attr:`ModelAgent.stats` counts requests, answers, failures (by error kind), cache hits,
   trimmed replies, replies that hit the token limit, and retries.
 """
@@ -48,20 +51,33 @@ class Completion:
         text: the generated text.
         finish_reason: ``"stop"``, ``"length"`` (hit ``max_tokens``) or ``None`` if unknown.
         token_logprobs: log-probability of each generated token, when asked for and available.
+        token_texts: each generated token's piece of ``text``, alongside ``token_logprobs``.
     """
 
     text: str
     finish_reason: str | None = None
     token_logprobs: tuple[float, ...] | None = None
+    token_texts: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         logprobs = list(self.token_logprobs) if self.token_logprobs is not None else None
-        return {"text": self.text, "finish_reason": self.finish_reason, "token_logprobs": logprobs}
+        texts = list(self.token_texts) if self.token_texts is not None else None
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "token_logprobs": logprobs,
+            "token_texts": texts,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Completion:
-        logprobs = data.get("token_logprobs")
-        return cls(str(data["text"]), data.get("finish_reason"), tuple(logprobs) if logprobs else None)
+        logprobs, texts = data.get("token_logprobs"), data.get("token_texts")
+        return cls(
+            str(data["text"]),
+            data.get("finish_reason"),
+            tuple(logprobs) if logprobs else None,
+            tuple(texts) if texts is not None else None,
+        )
 
 
 @dataclass
@@ -179,17 +195,19 @@ class ModelAgent(Agent):
             return self._failure(ReplyError("empty reply"))
         if looks_garbled(text):
             return self._failure(ReplyError("garbled reply"))
-        logprobs = result.token_logprobs
+        logprobs, pieces = result.token_logprobs, result.token_texts
         if text != result.text.strip():
-            logprobs = None  # thinking was removed: the text no longer matches the generated tokens
+            logprobs = pieces = None  # thinking was removed: the text no longer matches the tokens
+        elif logprobs is not None and pieces is not None:
+            logprobs, pieces = strip_pieces(result.text, logprobs, pieces)
         if result.finish_reason == "length":
             self._count(token_limit_hits=1)
         if len(text) > self.config.max_reply_chars:
             text = trim_reply(text, self.config.max_reply_chars)
-            logprobs = None
+            logprobs = pieces = None
             self._count(trimmed=1)
         self._count(answered=1)
-        return AgentReply(text, token_logprobs=logprobs)
+        return AgentReply(text, token_logprobs=logprobs, token_texts=pieces if logprobs is not None else None)
 
     def _failure(self, error: BaseException) -> AgentReply:
         kind = type(error).__name__
@@ -231,6 +249,35 @@ def looks_garbled(text: str) -> bool:
     if not any(character.isalnum() for character in text):
         return True
     return len(_NOISE.findall(text)) > 0.1 * len(text)
+
+
+def strip_pieces(
+    text: str, logprobs: tuple[float, ...], pieces: tuple[str, ...]
+) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """Tokens of ``text.strip()``: edge tokens of only whitespace dropped, partly stripped ones cut.
+
+    Returned unchanged when ``pieces`` do not match ``text`` or ``logprobs`` (the learner then
+    sees the mismatch and ignores them).
+    """
+    if "".join(pieces) != text or len(pieces) != len(logprobs):
+        return logprobs, pieces
+    tokens = list(zip(pieces, logprobs, strict=True))
+    lead, trail = len(text) - len(text.lstrip()), len(text) - len(text.rstrip())
+    while lead and tokens:
+        piece, logprob = tokens[0]
+        if len(piece) <= lead:
+            lead -= len(piece)
+            tokens.pop(0)
+        else:
+            tokens[0], lead = (piece[lead:], logprob), 0
+    while trail and tokens:
+        piece, logprob = tokens[-1]
+        if len(piece) <= trail:
+            trail -= len(piece)
+            tokens.pop()
+        else:
+            tokens[-1], trail = (piece[: len(piece) - trail], logprob), 0
+    return tuple(logprob for _, logprob in tokens), tuple(piece for piece, _ in tokens)
 
 
 def trim_reply(text: str, limit: int) -> str:

@@ -24,6 +24,7 @@ from aipo_env.agents.cache import ReplyCache
 from aipo_env.agents.config import AgentConfig, OpenAIBackend
 from aipo_env.agents.model_agent import Completion, ModelAgent, ReplyError
 from aipo_env.agents.prompts import Messages
+from aipo_env.agents.token_pieces import utf8_pieces
 
 _NO_KEY = "not-needed"  # the client insists on a key; local servers ignore it
 
@@ -139,11 +140,12 @@ class OpenAIAgent(ModelAgent):
         text = getattr(message, "content", None)
         if not isinstance(text, str):
             raise ReplyError("the server's answer has no message text")
-        logprobs = None
+        logprobs = pieces = None
         content = getattr(getattr(choice, "logprobs", None), "content", None)
         if content:
             logprobs = tuple(float(token.logprob) for token in content)
-        return Completion(text, getattr(choice, "finish_reason", None), logprobs)
+            pieces = _token_pieces(content)
+        return Completion(text, getattr(choice, "finish_reason", None), logprobs, pieces)
 
     def _open(self) -> ThreadPoolExecutor:
         # Opened lazily, and again after close(): one agent may serve several envs in turn.
@@ -170,3 +172,15 @@ class OpenAIAgent(ModelAgent):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _token_pieces(content: Sequence[Any]) -> tuple[str, ...] | None:
+    """Each token's piece of the text: from its ``bytes`` when the server sends them (exact for
+    characters split over tokens), else its ``token`` string."""
+    chunks = [getattr(token, "bytes", None) for token in content]
+    if all(chunk is not None for chunk in chunks):
+        pieces = utf8_pieces([bytes(chunk) for chunk in chunks])
+        if pieces is not None:
+            return tuple(pieces)
+    texts = [getattr(token, "token", None) for token in content]
+    return tuple(texts) if all(isinstance(text, str) for text in texts) else None

@@ -23,6 +23,7 @@ from aipo_env.agents.cache import ReplyCache
 from aipo_env.agents.config import AgentConfig, TransformersBackend
 from aipo_env.agents.model_agent import Completion, ModelAgent
 from aipo_env.agents.prompts import Messages
+from aipo_env.agents.token_pieces import decode_pieces
 
 _STOP = object()
 
@@ -165,8 +166,11 @@ class TransformersAgent(ModelAgent):
         length = next((i for i, token in enumerate(ids) if token in stops), len(ids))
         finish = "stop" if length < len(ids) else "length"
         text = tokenizer.decode(ids[:length], skip_special_tokens=True)
-        values = tuple(float(value) for value in logprobs[:length]) if logprobs is not None else None
-        return Completion(text, finish, values)
+        if logprobs is None:
+            return Completion(text, finish)
+        values = tuple(float(value) for value in logprobs[:length])
+        pieces = decode_pieces(lambda part: tokenizer.decode(part, skip_special_tokens=True), ids[:length])
+        return Completion(text, finish, values, None if pieces is None else tuple(pieces))
 
     def close(self) -> None:
         with self._start_lock:

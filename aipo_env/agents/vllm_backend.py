@@ -85,11 +85,11 @@ class VLLMAgent(ModelAgent):
 
 
 def _completion(output: Any) -> Completion:
-    logprobs = None
-    if output.logprobs:
-        # Each position maps token id -> Logprob; the sampled token is always among them.
-        logprobs = tuple(
-            float(position[token].logprob)
-            for token, position in zip(output.token_ids, output.logprobs, strict=False)
-        )
-    return Completion(output.text, output.finish_reason, logprobs)
+    if not output.logprobs:
+        return Completion(output.text, output.finish_reason)
+    # Each position maps token id -> Logprob; the sampled token is always among them.
+    sampled = [position[token] for token, position in zip(output.token_ids, output.logprobs, strict=False)]
+    logprobs = tuple(float(entry.logprob) for entry in sampled)
+    pieces = [getattr(entry, "decoded_token", None) for entry in sampled]
+    texts = tuple(pieces) if all(isinstance(piece, str) for piece in pieces) else None
+    return Completion(output.text, output.finish_reason, logprobs, texts)

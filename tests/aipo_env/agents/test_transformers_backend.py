@@ -24,6 +24,7 @@ def test_pending_consults_are_generated_in_batches(tiny_chat_model, make_request
     assert agent.batches == 2  # 4 + 1
     assert all(len(reply.token_logprobs) == 6 for reply in replies)
     assert all(value <= 0 for reply in replies for value in reply.token_logprobs)
+    assert all(len(reply.token_texts) == 6 and "".join(reply.token_texts) == reply.text for reply in replies)
     assert agent.stats.token_limit_hits == 5
 
     before = agent.batches
