@@ -2,8 +2,9 @@
 
 A checkpoint is a directory ``step-000042/`` holding ``model/`` (``save_pretrained`` of the model,
 or of its LoRA adapters, and of the tokenizer) and ``trainer_state.pt``: optimizer, scheduler,
-every random state (Python, NumPy, torch CPU and CUDA), the step, the problem order's position
-and the config. Resuming from it and training on gives the same parameters as never stopping.
+every random state (Python, NumPy, torch CPU and CUDA; of every rank in a distributed run), the
+step, the problem order's position and the config. Resuming from it and training on gives the
+same parameters as never stopping.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class TrainerState:
         scheduler: ``scheduler.state_dict()``.
         rng: random states, see :func:`capture_rng`.
         config: the run's config as a dict (for reference).
+        rank_rng: in a distributed run, every rank's random states in rank order (``rng`` is
+            rank 0's); ``None`` on one process.
     """
 
     step: int
@@ -42,6 +45,7 @@ class TrainerState:
     scheduler: dict[str, Any]
     rng: dict[str, Any]
     config: dict[str, Any]
+    rank_rng: list[dict[str, Any]] | None = None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -65,16 +69,30 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, policy: Any, state: TrainerState) -> Path:
-    """Write a checkpoint into ``directory`` (replacing it atomically) and return it."""
+def save_checkpoint(
+    directory: Path, policy: Any, state: TrainerState, *, model_state: dict[str, Any] | None = None
+) -> Path:
+    """Write a checkpoint into ``directory`` (replacing it atomically) and return it.
+
+    ``model_state`` replaces the model's own state dict (the gathered weights of a sharded model).
+    """
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    policy.save_pretrained(partial / MODEL_DIR)
+    save_model(partial / MODEL_DIR, policy, model_state)
     torch.save(state.__dict__, partial / STATE_FILE)
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
     return directory
+
+
+def save_model(path: Path, policy: Any, model_state: dict[str, Any] | None = None) -> None:
+    """``save_pretrained`` of the policy's model and tokenizer; ``model_state`` replaces the model's state dict."""
+    if model_state is None:
+        policy.save_pretrained(path)
+        return
+    policy.model.save_pretrained(path, state_dict=model_state)
+    policy.tokenizer.save_pretrained(path)
 
 
 def load_state(directory: Path) -> TrainerState:

@@ -150,6 +150,11 @@ class TrainConfig(_Strict):
     tensorboard: bool = Field(False, description="Also log to TensorBoard (needs `pip install tensorboard`).")
     wandb_project: str | None = Field(None, description="Also log to this W&B project (needs wandb).")
     progress: bool = Field(True, description="Show a progress bar.")
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="Under torchrun / accelerate launch: DDP (whole model per rank) or FSDP (sharded "
+        "weights, gradients and optimizer state); see algorithms/distributed.py. Ignored on one process.",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:

@@ -13,6 +13,11 @@ One training step:
 GRPO and AIPO differ only in ``loss.agent_mode``. Resuming from a checkpoint restores the
 weights, optimizer, scheduler, random states and the position in the problem order, so a resumed
 run matches an uninterrupted one exactly.
+
+Under ``torchrun`` / ``accelerate launch`` the same loop is data-parallel: each rank plays its
+share of the step's problems and learns on its episodes, with a global loss normaliser, so that
+the gradient equals one process's on the whole batch (:mod:`algorithms.distributed` derives it).
+Only rank 0 logs, shows progress and writes files.
 """
 
 from __future__ import annotations
@@ -44,8 +49,29 @@ from algorithms.checkpoint import (
     prune_checkpoints,
     restore_rng,
     save_checkpoint,
+    save_model,
 )
 from algorithms.config import TrainConfig
+from algorithms.distributed import (
+    any_rank,
+    barrier,
+    check_layout,
+    full_model_state,
+    gather_objects,
+    gather_tensor,
+    global_sums,
+    gradient_sync,
+    join_process_group,
+    leave_process_group,
+    load_optimizer_state,
+    local_problems,
+    loss_scale,
+    optimizer_state,
+    rank_rng_state,
+    reduce_metrics,
+    whole_weights,
+    wrap_model,
+)
 from algorithms.losses import token_logprobs
 from algorithms.metrics import rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
@@ -72,10 +98,12 @@ class Trainer:
         self, config: TrainConfig, *, policy: HFPolicy | None = None, callbacks: Sequence[Callback] = ()
     ) -> None:
         self.config, self.callbacks = config, list(callbacks)
-        self.device = resolve_device(config.device)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
-        torch.manual_seed(config.seed)
+        self.ranks, self.device = join_process_group(resolve_device(config.device))
+        check_layout(config, self.ranks.world_size, self.device)
+        seed = config.seed + self.ranks.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
         checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
         settings = config.rollout.model_dump(exclude={"problems_per_step", "group_size"})
         if policy is None:
@@ -86,7 +114,8 @@ class Trainer:
         self.policy = policy
         if config.model.gradient_checkpointing:
             enable_checkpointing(policy.model)
-        self.model = self.policy.model.train()
+        # ``model`` runs the update (DDP or FSDP around the policy's model under a launcher).
+        self.model = wrap_model(policy.model.train(), self.ranks, self.device, config.distributed)
         self.reference = None
         if config.loss.kl_coef > 0:
             self.reference = load_policy(config.model, self.device, trainable=False).model.eval()
@@ -105,23 +134,29 @@ class Trainer:
             num_training_steps=config.steps * optim.epochs * optim.minibatches,
         )
         self.step = self.data_epoch = self.data_position = 0
-        config.output_dir.mkdir(parents=True, exist_ok=True)
-        (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-        self.log = RunLog(
-            config.output_dir,
-            tensorboard=config.tensorboard,
-            wandb_project=config.wandb_project,
-            config=config.model_dump(mode="json"),
-        )
+        self.log = None
+        if self.ranks.is_main:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
+            (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+            self.log = RunLog(
+                config.output_dir,
+                tensorboard=config.tensorboard,
+                wandb_project=config.wandb_project,
+                config=config.model_dump(mode="json"),
+            )
         if checkpoint is not None:
             self._restore(checkpoint)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def learn(self) -> dict[str, float]:
-        """Train until ``config.steps`` (or a callback says stop); returns the last step's metrics."""
+        """Train until ``config.steps`` (or a callback says stop); returns the last step's metrics.
+
+        Callbacks run on every rank with the same (all-reduced) metrics; any rank's stop stops all.
+        """
         config, metrics = self.config, {}
-        bar = tqdm(total=config.steps, initial=self.step, desc="train", disable=not config.progress)
+        shown = config.progress and self.ranks.is_main
+        bar = tqdm(total=config.steps, initial=self.step, desc="train", disable=not shown)
         try:
             while self.step < config.steps:
                 metrics = self.train_step()
@@ -129,16 +164,19 @@ class Trainer:
                 bar.set_postfix(
                     reward=f"{metrics['rollout/reward']:.3f}", loss=f"{metrics['losses/loss']:.4f}"
                 )
-                stop = any(callback(self, metrics) is False for callback in self.callbacks)
+                stop = any([callback(self, metrics) is False for callback in self.callbacks])
+                stop = any_rank(stop, self.ranks, self.device)
                 due = config.save_every and self.step % config.save_every == 0
                 if due or stop or self.step == config.steps:
                     self.save()
                 if stop:
                     break
-            save_merged(self.policy, config.output_dir / "final")
+            self._save_final()
         finally:
             bar.close()
-            self.log.close()
+            if self.log is not None:
+                self.log.close()
+        leave_process_group(self.ranks)
         return metrics
 
     def train_step(self) -> dict[str, float]:
@@ -160,13 +198,16 @@ class Trainer:
                 "perf/trained_tokens_per_s": all_tokens / max(updated - collected, 1e-9),
             }
         )
-        self.log.log(self.step, metrics)
+        metrics = reduce_metrics(metrics, self.ranks)
+        if self.log is not None:
+            self.log.log(self.step, metrics)
         return metrics
 
     def collect(self) -> EpisodeBatch:
-        """Play ``group_size`` episodes of each of the next ``problems_per_step`` problems."""
-        with self._autocast():
-            return collect(self.policy, self.envs, self.next_problems(), self.config.rollout.group_size)
+        """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""
+        problems = local_problems(self.next_problems(), self.ranks)
+        with self._autocast(), whole_weights(self.model):
+            return collect(self.policy, self.envs, problems, self.config.rollout.group_size)
 
     def next_problems(self) -> list[int]:
         """The next problems of the seeded order; a new order is drawn after each pass."""
@@ -183,13 +224,17 @@ class Trainer:
     # -- the update ----------------------------------------------------------------------------
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics."""
+        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics.
+
+        In a distributed run ``batch`` is this rank's episodes; every minibatch's normaliser is
+        summed over ranks and the loss scaled by ``W`` (see :mod:`algorithms.distributed`).
+        """
         config, optim = self.config, self.config.optim
         batch = batch.to(self.device)
-        advantages = group_advantages(batch.rewards, batch.group_ids, scale=config.loss.advantage_scale)
+        advantages = self._advantages(batch)
         old = batch.behaviour_logprobs
         if optim.recompute_behaviour_logprobs or bool((torch.isnan(old) & batch.policy_mask).any()):
-            old = self._logprobs_without_grad(self.model, batch)
+            old = self._logprobs_without_grad(self.policy.model, batch)
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
         totals: dict[str, float] = defaultdict(float)
         updates = 0
@@ -198,14 +243,21 @@ class Trainer:
                 counted = counted_tokens(
                     batch.policy_mask[rows], batch.agent_mask[rows], advantages[rows], config.loss
                 )
+                tokens, sequences = global_sums([counted.sum(), len(rows)], self.ranks, self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                for micro in rows.split(optim.micro_batch_size):
-                    for name, value in self._backward(
-                        batch, micro, advantages, old, reference, float(counted.sum()), len(rows)
-                    ).items():
+                micros = rows.split(optim.micro_batch_size)
+                for index, micro in enumerate(micros):
+                    with gradient_sync(self.model, last=index == len(micros) - 1):
+                        loss, stats = self._backward(
+                            batch, micro, advantages, old, reference, tokens, sequences
+                        )
+                    totals["losses/loss"] += loss
+                    for name, value in stats.items():
                         totals[name] += value * len(micro) / len(rows)
                 norm = torch.nn.utils.clip_grad_norm_(self.parameters, optim.max_grad_norm or float("inf"))
-                totals["charts/grad_norm"] += float(norm)
+                totals["charts/grad_norm"] += float(
+                    norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+                )
                 totals["charts/lr"] += self.scheduler.get_last_lr()[0]
                 self.optimizer.step()
                 self.scheduler.step()
@@ -213,6 +265,15 @@ class Trainer:
         metrics = {name: value / updates for name, value in totals.items()}
         metrics["charts/advantage_abs"] = float(advantages.abs().mean())
         return metrics
+
+    def _advantages(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Group advantages computed on the rewards of every rank (exact for ``scale="batch"`` too)."""
+        ranks = self.ranks
+        # group ids are per rank; interleave them so that no two ranks share one
+        groups = gather_tensor(batch.group_ids * ranks.world_size + ranks.rank, ranks)
+        rewards = gather_tensor(batch.rewards.float(), ranks)
+        advantages = group_advantages(rewards, groups, scale=self.config.loss.advantage_scale)
+        return advantages.view(ranks.world_size, -1)[ranks.rank] if ranks.grouped else advantages
 
     def _backward(
         self,
@@ -222,8 +283,9 @@ class Trainer:
         old: torch.Tensor,
         reference: torch.Tensor | None,
         total_tokens: float,
-        total_sequences: int,
-    ) -> dict[str, float]:
+        total_sequences: float,
+    ) -> tuple[float, dict[str, float]]:
+        """Back-propagate one micro-batch's share of the minibatch loss; returns it and diagnostics."""
         part = batch.select(micro)
         width = part.input_ids.shape[1]
         with self._autocast():
@@ -247,13 +309,14 @@ class Trainer:
         loss, stats = objective(
             inputs, self.config.loss, total_tokens=total_tokens, total_sequences=total_sequences
         )
-        loss.backward()
-        # The micro-batch losses add up to the minibatch loss; rescale so that the weighted mean does.
+        # The micro-batch losses add up to the minibatch loss; scaled by W they add up to W L_r,
+        # whose mean over ranks (the logged value) is the whole minibatch's loss.
+        scaled = loss * loss_scale(self.model, self.ranks)
+        scaled.backward()
         named = {f"losses/{name}": value for name, value in stats.items() if name != "entropy"}
-        named["losses/loss"] = float(loss.detach()) * total_sequences / len(micro)
         if "entropy" in stats:
             named["charts/entropy"] = stats["entropy"]
-        return named
+        return float(scaled.detach()), named
 
     @torch.no_grad()
     def _logprobs_without_grad(self, model: torch.nn.Module, batch: EpisodeBatch) -> torch.Tensor:
@@ -277,30 +340,62 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Checkpoint into ``output_dir/checkpoints/step-NNNNNN`` and prune old checkpoints."""
-        state = TrainerState(
-            step=self.step,
-            data_epoch=self.data_epoch,
-            data_position=self.data_position,
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            rng=capture_rng(),
-            config=self.config.model_dump(mode="json"),
-        )
-        directory = self.config.output_dir / "checkpoints" / f"step-{self.step:06d}"
-        save_checkpoint(directory, self.policy, state)
-        prune_checkpoints(self.config.output_dir, self.config.keep_checkpoints)
+        """Checkpoint into ``output_dir/checkpoints/step-NNNNNN`` and prune old checkpoints.
+
+        Every rank takes part (random states and, under FSDP, weights and optimizer state are
+        gathered); rank 0 writes.
+        """
+        rng = gather_objects(capture_rng(), self.ranks)
+        model_state = full_model_state(self.model)
+        optimizer = optimizer_state(self.model, self.optimizer)
+        if self.ranks.is_main:
+            state = TrainerState(
+                step=self.step,
+                data_epoch=self.data_epoch,
+                data_position=self.data_position,
+                optimizer=optimizer,
+                scheduler=self.scheduler.state_dict(),
+                rng=rng[0],
+                config=self.config.model_dump(mode="json"),
+                rank_rng=rng if len(rng) > 1 else None,
+            )
+            directory = self.config.output_dir / "checkpoints" / f"step-{self.step:06d}"
+            save_checkpoint(directory, self.policy, state, model_state=model_state)
+            prune_checkpoints(self.config.output_dir, self.config.keep_checkpoints)
+        barrier(self.ranks)
+
+    def _save_final(self) -> None:
+        """The trained model in ``output_dir/final`` (LoRA adapters merged), written by rank 0."""
+        model_state = full_model_state(self.model)
+        if self.ranks.is_main:
+            final = self.config.output_dir / "final"
+            if model_state is None:
+                save_merged(self.policy, final)
+            else:
+                save_model(final, self.policy, model_state)
+        barrier(self.ranks)
 
     def _restore(self, checkpoint: Any) -> None:
         state = load_state(checkpoint)
-        self.optimizer.load_state_dict(state.optimizer)
+        load_optimizer_state(self.model, self.optimizer, state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         self.step, self.data_epoch, self.data_position = state.step, state.data_epoch, state.data_position
-        restore_rng(state.rng)
+        rng = rank_rng_state(state.rng, state.rank_rng, self.ranks)
+        if rng is not None:
+            restore_rng(rng)
+        else:  # a rank the checkpoint has no state for (another world size)
+            seed = int(
+                np.random.SeedSequence([self.config.seed, self.ranks.rank, self.step]).generate_state(1)[0]
+            )
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
 
     def _make_envs(self) -> list[gym.Env]:
         env = self.config.env
-        count = self.config.rollout.problems_per_step * self.config.rollout.group_size
+        count = (
+            self.config.rollout.problems_per_step // self.ranks.world_size * self.config.rollout.group_size
+        )
         try:
             return [gym.make(env.id, **env.kwargs) for _ in range(count)]
         except (TypeError, ValueError, gym.error.Error) as error:
