@@ -31,6 +31,8 @@ class TokenizedEpisode:
             ``0`` (``pi_agent = 1``) otherwise.
         record: the env's record of the episode.
         group: the group (problem) the episode belongs to.
+        unaligned_agent_segments: helper segments whose reported log-probs could not be placed
+            on the policy's tokens (their tokens got ``0``; see :mod:`algorithms.helper_logprobs`).
     """
 
     token_ids: list[int]
@@ -39,6 +41,7 @@ class TokenizedEpisode:
     agent_logprobs: list[float]
     record: EpisodeRecord
     group: int
+    unaligned_agent_segments: int = 0
 
 
 @dataclass

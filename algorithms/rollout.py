@@ -7,19 +7,27 @@ with ``policy.encode_text``. At the end the episode is tokenized from
 ``info["episode"].segments`` in the same way, segment by segment, which reproduces the context
 the policy saw and labels every token with its source. A policy segment whose text differs from
 what the policy generated (the env cut an oversize turn) is re-encoded and its behaviour
-log-probs are marked unknown (``nan``); learners recompute those.
+log-probs are marked unknown (``nan``); learners recompute those. A helper segment that carries
+its model's token log-probs gets them on the policy's tokens as ``agent_logprobs``
+(:mod:`algorithms.helper_logprobs`); every other token has ``agent_logprobs = 0``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
 import gymnasium as gym
 
-from aipo_env.episode import EpisodeRecord
+from aipo_env.agents.token_pieces import decode_pieces
+from aipo_env.episode import EpisodeRecord, Segment
 from algorithms.batch import AGENT, POLICY, PROMPT, EpisodeBatch, TokenizedEpisode, collate
+from algorithms.helper_logprobs import spread_logprobs
 from policies.base import Action, Policy, TokenPolicy
+
+logger = logging.getLogger("algorithms.rollout")
+_warned_unaligned = False
 
 
 def rollout(
@@ -95,6 +103,14 @@ def tokenize_episode(
 ) -> TokenizedEpisode:
     """Tokenize a finished episode segment by segment.
 
+    Helper segments whose agent reported token log-probs get them as ``agent_logprobs``, moved
+    onto the policy's tokens by :func:`~algorithms.helper_logprobs.spread_logprobs`; this needs
+    the policy's tokenizer (``policy.tokenizer``, as :class:`~policies.HFPolicy` has). When they
+    cannot be placed (the helper's token pieces do not concatenate to its reply, it gave no pieces,
+    or the policy has no tokenizer to split its tokens into text), that segment keeps
+    ``agent_logprobs = 0`` (``pi_agent = 1``) and is counted in
+    ``TokenizedEpisode.unaligned_agent_segments``; the first time, a warning says why.
+
     Args:
         policy: encodes the prompt and the helpers' text.
         record: the env's episode record.
@@ -104,6 +120,8 @@ def tokenize_episode(
     ids: list[int] = []
     sources: list[int] = []
     behaviour: list[float] = []
+    agent: list[float] = []
+    unaligned = 0
     turns = iter(actions)
     for position, segment in enumerate(record.segments):
         if segment.source == "policy":
@@ -118,10 +136,48 @@ def tokenize_episode(
             pieces = policy.encode_prompt(segment.text) if position == 0 else policy.encode_text(segment.text)
             logprobs = [0.0] * len(pieces)
             source = AGENT if segment.source == "agent" else PROMPT
+        helper = [0.0] * len(pieces)
+        if source == AGENT and segment.logprobs is not None:
+            placed = _helper_logprobs(policy, pieces, segment)
+            if placed is None:
+                unaligned += 1
+            else:
+                helper = placed
         ids += pieces
         sources += [source] * len(pieces)
         behaviour += logprobs
-    return TokenizedEpisode(ids, sources, behaviour, [0.0] * len(ids), record, group)
+        agent += helper
+    return TokenizedEpisode(ids, sources, behaviour, agent, record, group, unaligned)
+
+
+def _helper_logprobs(policy: TokenPolicy, ids: list[int], segment: Segment) -> list[float] | None:
+    """The helper's log-probs on the policy tokens ``ids`` of ``segment``, or ``None`` (warned once)."""
+    global _warned_unaligned
+    assert segment.logprobs is not None
+    tokenizer = getattr(policy, "tokenizer", None)
+    placed, reason = None, "the policy has no tokenizer to split its tokens into text"
+    if tokenizer is not None:
+
+        def decode(part: list[int]) -> str:
+            return tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+        pieces = decode_pieces(decode, ids)
+        placed = None if pieces is None else spread_logprobs(pieces, segment.text, segment.logprobs)
+        reason = (
+            "the policy's tokens do not decode back to the segment's text one by one"
+            if pieces is None or "".join(pieces) != segment.text
+            else "the helper's token pieces are missing or do not concatenate to its reply"
+        )
+    if placed is None and not _warned_unaligned:
+        _warned_unaligned = True
+        logger.warning(
+            "the %s agent's token log-probs cannot be placed on the policy's tokens (%s); its "
+            "tokens get pi_agent = 1. TokenizedEpisode.unaligned_agent_segments counts such segments; "
+            "this warning is shown once.",
+            segment.agent,
+            reason,
+        )
+    return placed
 
 
 def play(
