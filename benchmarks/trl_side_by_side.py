@@ -1,7 +1,7 @@
 """Our GRPO against TRL's ``GRPOTrainer`` on identical work, on CPU: seconds per step and peak memory.
 
     pip install -e ".[bench]"                        # TRL, for this script only
-    python benchmarks/trl_side_by_side.py            # 3 rounds x (1 warm-up + 5 timed steps) each
+    python benchmarks/trl_side_by_side.py            # 2 rounds x (1 warm-up + 5 timed steps) each
     python benchmarks/trl_side_by_side.py --rounds 1 --steps 3 --group-size 4
 
 What both frameworks get, the same for each:
@@ -21,10 +21,12 @@ What both frameworks get, the same for each:
 * float32 weights and activations, no gradient checkpointing (TRL's defaults, bf16 autocast and
   gradient checkpointing, are switched off to match ours).
 
-Each framework runs in its own subprocess (so that peak resident memory is its own), the two
-alternate ``--rounds`` times, and every subprocess sets the same number of torch threads. Seconds
-per step are the gaps between the ends of consecutive steps, after ``--warmup`` steps; the
-figures are medians over all rounds. Ratios are ours / TRL's (below 1: ours is faster / smaller).
+Each framework runs in its own subprocess (so that peak resident memory is its own) with the same
+number of torch threads. The two processes take turns step by step (one waits while the other
+runs a step; who goes first alternates), so that on a shared machine both see the same load. A
+step's time runs from the moment it may start to the end of the step, logging included; the first
+``--warmup`` steps are not counted, and the figures are medians over all ``--rounds`` (fresh
+processes each round). Ratios are ours / TRL's (below 1: ours is faster / smaller).
 """
 
 from __future__ import annotations
@@ -57,7 +59,28 @@ def peak_rss_gib() -> float:
 # -- the two workers (each runs in its own process) -------------------------------------------------
 
 
-def run_aipo(arguments: argparse.Namespace) -> dict[str, Any]:
+class Gate:
+    """Lock-step with the driver: a worker waits for ``go`` on stdin before each step.
+
+    The driver lets one framework run a step while the other waits, then the other, so both see
+    the same load on a shared machine. A step's time runs from ``go`` to the end of the step.
+    """
+
+    def __init__(self) -> None:
+        self.opened = 0.0
+        self.step_s: list[float] = []
+
+    def wait(self) -> None:
+        print("READY", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("the driver went away")
+        self.opened = time.perf_counter()
+
+    def step_done(self) -> None:
+        self.step_s.append(time.perf_counter() - self.opened)
+
+
+def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]:
     from algorithms.config import TrainConfig, load_config
     from algorithms.trainer import Trainer
 
@@ -83,21 +106,20 @@ def run_aipo(arguments: argparse.Namespace) -> dict[str, Any]:
         "optim.max_grad_norm=1.0",
     ]
     config = load_config(TrainConfig, None, overrides)
-    ends: list[float] = []
-    phases: dict[str, list[float]] = {"rollout_s": [], "update_s": []}
+    rollout_s: list[float] = []
 
-    def record(_: Trainer, metrics: dict[str, float]) -> None:
-        ends.append(time.perf_counter())
-        phases["rollout_s"].append(metrics["perf/rollout_s"])
-        phases["update_s"].append(metrics["perf/update_s"])
+    def step_done(_: Trainer, metrics: dict[str, float]) -> None:
+        gate.step_done()
+        rollout_s.append(metrics["perf/rollout_s"])
+        gate.wait()
 
-    trainer = Trainer(config, callbacks=[record])
-    started = time.perf_counter()
+    trainer = Trainer(config, callbacks=[step_done])
+    gate.wait()
     trainer.learn()
-    return {"step_ends": [started, *ends], "phases": phases}
+    return {"rollout_s": rollout_s}
 
 
-def run_trl(arguments: argparse.Namespace) -> dict[str, Any]:
+def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]:
     import gymnasium as gym
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
@@ -115,12 +137,23 @@ def run_trl(arguments: argparse.Namespace) -> dict[str, Any]:
             rewards.append(float(env.step(completion)[1]))
         return rewards
 
-    class StepClock(TrainerCallback):
-        def __init__(self) -> None:
-            self.ends: list[float] = []
+    class Gated(TrainerCallback):
+        def on_train_begin(self, *_: Any, **__: Any) -> None:
+            gate.wait()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
-            self.ends.append(time.perf_counter())
+            gate.step_done()
+            gate.wait()
+
+    class TimedGRPOTrainer(GRPOTrainer):
+        """Times the rollout phase (generation and reward), which TRL does inside ``training_step``."""
+
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._generate_and_score_completions(inputs)
+            finally:
+                rollout_s.append(time.perf_counter() - started)
 
     config = GRPOConfig(
         output_dir=str(arguments.out / "trl_run"),
@@ -158,32 +191,17 @@ def run_trl(arguments: argparse.Namespace) -> dict[str, Any]:
         bf16=False,
         gradient_checkpointing=False,
     )
-
-    class TimedGRPOTrainer(GRPOTrainer):
-        """Times the rollout phase (generation and reward), which TRL does inside ``training_step``."""
-
-        def _generate_and_score_completions(self, inputs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return super()._generate_and_score_completions(inputs)
-            finally:
-                rollouts.append(time.perf_counter() - started)
-
-    rollouts: list[float] = []
-    clock = StepClock()
+    rollout_s: list[float] = []
     trainer = TimedGRPOTrainer(
         model=str(arguments.out / "model"),
         reward_funcs=correctness,
         args=config,
         train_dataset=Dataset.from_list(rows),
         processing_class=AutoTokenizer.from_pretrained(arguments.out / "model"),
-        callbacks=[clock],
+        callbacks=[Gated()],
     )
-    started = time.perf_counter()
     trainer.train()
-    steps = [later - earlier for earlier, later in zip([started, *clock.ends], clock.ends, strict=False)]
-    updates = [step - rollout for step, rollout in zip(steps, rollouts, strict=False)]
-    return {"step_ends": [started, *clock.ends], "phases": {"rollout_s": rollouts, "update_s": updates}}
+    return {"rollout_s": rollout_s}
 
 
 def worker(arguments: argparse.Namespace) -> None:
@@ -194,11 +212,13 @@ def worker(arguments: argparse.Namespace) -> None:
     torch.manual_seed(arguments.seed)
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
-    result = run_aipo(arguments) if arguments.worker == "aipo" else run_trl(arguments)
-    ends = result.pop("step_ends")
-    result["step_s"] = [later - earlier for earlier, later in zip(ends, ends[1:], strict=False)]
-    result["peak_rss_gib"] = peak_rss_gib()
-    print("RESULT " + json.dumps(result))
+    gate = Gate()
+    phases = (run_aipo if arguments.worker == "aipo" else run_trl)(arguments, gate)
+    phases["update_s"] = [
+        step - rollout for step, rollout in zip(gate.step_s, phases["rollout_s"], strict=False)
+    ]
+    result = {"step_s": gate.step_s, "phases": phases, "peak_rss_gib": peak_rss_gib()}
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -224,14 +244,57 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB"
 
 
-def spawn(framework: str, arguments: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", framework, *sys.argv[1:]]
-    environment = os.environ | {"OMP_NUM_THREADS": str(arguments.threads), "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"the {framework} worker failed:\n{done.stderr[-4000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+class Worker:
+    """One framework's worker process, driven line by line (see :class:`Gate`)."""
+
+    def __init__(self, framework: str, arguments: argparse.Namespace) -> None:
+        self.framework = framework
+        self.log = open(arguments.out / f"{framework}.log", "w")  # noqa: SIM115  (closed in finish)
+        command = [sys.executable, __file__, "--worker", framework, *sys.argv[1:]]
+        environment = os.environ | {
+            "OMP_NUM_THREADS": str(arguments.threads),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=environment,
+        )
+
+    def expect(self, prefix: str) -> str:
+        """Read stdout up to the next line that starts with ``prefix``; return the rest of it."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+        raise RuntimeError(f"the {self.framework} worker stopped; see {self.log.name}")
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> dict[str, Any]:
+        self.go()
+        result = json.loads(self.expect("RESULT "))
+        self.process.wait()
+        self.log.close()
+        return result
+
+
+def run_round(arguments: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Both workers, one step each in turn (who goes first alternates); returns their results."""
+    workers = {framework: Worker(framework, arguments) for framework in FRAMEWORKS}
+    for worker_ in workers.values():
+        worker_.expect("READY")
+    for step in range(arguments.warmup + arguments.steps):
+        for framework in FRAMEWORKS if step % 2 == 0 else FRAMEWORKS[::-1]:
+            workers[framework].go()
+            workers[framework].expect("READY")
+    return {framework: worker_.finish() for framework, worker_ in workers.items()}
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], warmup: int) -> dict[str, Any]:
@@ -265,7 +328,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each framework")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh pairs of processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/trl_side_by_side"))
@@ -279,10 +342,9 @@ def main() -> None:
     save_tiny(arguments.out / "model", seed=arguments.seed)
     runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in FRAMEWORKS}
     for round_ in range(arguments.rounds):
-        order = FRAMEWORKS if round_ % 2 == 0 else FRAMEWORKS[::-1]
-        for framework in order:
-            runs[framework].append(spawn(framework, arguments))
-            print(f"round {round_ + 1}: {framework} done", flush=True)
+        for framework, result in run_round(arguments).items():
+            runs[framework].append(result)
+        print(f"round {round_ + 1} of {arguments.rounds} done", flush=True)
     summary = summarise(runs, arguments.warmup)
     summary.update(command=" ".join(["python", *sys.argv]), versions=versions(), machine=machine())
     arguments.out.mkdir(parents=True, exist_ok=True)
