@@ -10,7 +10,8 @@ context ``s_t``::
 
 ``pi_old`` is the policy that sampled the episode; ``pi_agent`` is the helper's probability of its
 token, taken as 1 unless the helper reports token log-probs (a rule-based helper has no
-distribution, and an LLM helper uses another tokenizer). The loss minimised is
+distribution). An LLM helper's log-probs are for its own tokens; :mod:`algorithms.helper_logprobs`
+moves them onto the policy's tokens by character span. The loss minimised is
 
     L(theta) = 1/N * sum_i [ sum_{t in P_i} l^pol_t  +  lambda * w_i * sum_{t in H_i} l^agent_t ]
                + beta * KL_k3(pi_theta || pi_ref) - alpha * entropy     (policy tokens)

@@ -73,7 +73,8 @@ class OpenAIBackend(_Strict):
         max_retries: retries after a connection error, timeout, HTTP 429 or 5xx.
         backoff_s: first retry delay; see :func:`aipo_env.agents.openai_backend.backoff_delay`.
         max_concurrency: requests of this agent in flight at once, across all callers.
-        logprobs: ask for per-token log-probabilities of the reply (when the server gives them).
+        logprobs: ask for per-token log-probabilities of the reply (when the server gives them);
+            learners use them as ``log pi_agent`` in AIPO's ``raw``/``luffy``/``aipo`` modes.
         extra_body: extra JSON fields for the request (server-specific options).
     """
 
@@ -116,7 +117,7 @@ class TransformersBackend(_Strict):
         batch_size: the most consults generated together.
         batch_wait_s: how long the first pending consult waits for others to join its batch.
         timeout_s: how long a consult waits for its reply before it counts as failed.
-        logprobs: return per-token log-probabilities of the reply.
+        logprobs: return per-token log-probabilities of the reply (``log pi_agent`` for AIPO).
     """
 
     kind: Literal["transformers"] = "transformers"
@@ -137,7 +138,7 @@ class VLLMBackend(_Strict):
         tensor_parallel_size: GPUs the engine shards the model over.
         gpu_memory_utilization: the fraction of GPU memory vLLM may take.
         max_model_len: the longest prompt plus reply, in tokens (``None``: the model's own).
-        logprobs: return per-token log-probabilities of the reply.
+        logprobs: return per-token log-probabilities of the reply (``log pi_agent`` for AIPO).
     """
 
     kind: Literal["vllm"] = "vllm"
