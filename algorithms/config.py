@@ -166,13 +166,32 @@ class TrainConfig(_Strict):
         return self
 
 
+class ServedModelConfig(_Strict):
+    """A model behind an OpenAI-compatible server (vLLM, SGLang, hosted APIs), for ``policy=openai``."""
+
+    model: str | None = Field(None, description="The served model's name, as the server lists it.")
+    base_url: str | None = Field(
+        None, description="The server, e.g. http://localhost:8000/v1 (null = the OpenAI API)."
+    )
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="Environment variable holding the API key (null: the server needs none).",
+    )
+    max_tokens: int = Field(1024, ge=1, description="Most tokens in one turn of the served model.")
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+
+
 class EvalConfig(_Strict):
     """Everything ``aipo eval`` reads. Consults are always off: the policy reasons alone."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     policy: str = Field(
         "model",
-        description="'model', or a scripted baseline: 'never_consult', 'consult_first:AGENT', 'random'.",
+        description="'model', 'openai' (a served model, see `openai`), or a scripted baseline: "
+        "'never_consult', 'consult_first:AGENT', 'random'.",
+    )
+    openai: ServedModelConfig = Field(
+        default_factory=ServedModelConfig, description="The served model evaluated with policy=openai."
     )
     env: EnvConfig = Field(default_factory=EnvConfig)
     problems: int = Field(32, ge=1, description="Evaluate problems 0..N-1 of the env's dataset.")
@@ -186,6 +205,14 @@ class EvalConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: Path = Field(Path("runs/eval"), description="Where eval.json and pass_at_k.png go.")
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _served_model_named(self) -> EvalConfig:
+        if self.policy == "openai" and not self.openai.model:
+            raise ValueError(
+                "policy=openai needs openai.model: the served model's name (e.g. openai.model=Qwen/Qwen3-8B)"
+            )
+        return self
 
 
 Config = TypeVar("Config", bound=BaseModel)
