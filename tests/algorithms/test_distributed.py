@@ -42,29 +42,22 @@ def test_two_ranks_with_half_the_batch_each_equal_one_rank_with_all_of_it(tmp_pa
         assert moved > len(single["grads"]) // 2, case  # the gradients are not trivially zero
 
 
-@pytest.mark.slow
-def test_torchrun_trains_and_only_rank_zero_writes(tmp_path: Path) -> None:
+def torchrun(*overrides: str) -> None:
+    """``torchrun --nproc_per_node 2 -m aipo.cli train`` on the tiny model, 2 problems of 2 episodes per step."""
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "aipo.cli",
-        "train",
-        f"output_dir={tmp_path}",
-        "steps=2",
-        "device=cpu",
-        "progress=false",
-        "rollout.problems_per_step=2",
-        "rollout.group_size=2",
-        "rollout.max_new_tokens=8",
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+        *("-m", "aipo.cli", "train", "steps=2", "device=cpu", "progress=false"),
+        *("rollout.problems_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=8"),
+        *overrides,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_and_only_rank_zero_writes(tmp_path: Path) -> None:
+    torchrun(f"output_dir={tmp_path}")
     assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2  # not once per rank
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
@@ -73,6 +66,22 @@ def test_torchrun_trains_and_only_rank_zero_writes(tmp_path: Path) -> None:
     assert len(state["rank_rng"]) == 2
     assert not torch.equal(state["rank_rng"][0]["torch"], state["rank_rng"][1]["torch"])
     assert (tmp_path / "final" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_fsdp_run_resumed_on_two_ranks_matches_an_uninterrupted_one(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    # random tiny models never score: the entropy bonus makes the update depend on the samples
+    common = ("distributed=fsdp", "loss.entropy_coef=0.01", "optim.lr=1e-3")
+    torchrun(f"output_dir={tmp_path / 'straight'}", "save_every=1", *common)
+    checkpoint = tmp_path / "straight" / "checkpoints" / "step-000001"
+    torchrun(f"output_dir={tmp_path / 'resumed'}", f"resume_from={checkpoint}", *common)
+    straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
+    halfway = load_file(checkpoint / "model" / "model.safetensors")
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert any(not torch.equal(straight[name], halfway[name]) for name in straight)
 
 
 def test_problems_must_split_evenly_over_ranks() -> None:
