@@ -1,13 +1,15 @@
 """``aipo eval [CONFIG.yaml] [key=value ...]``: accuracy and pass@k of a policy reasoning alone.
 
-Evaluates a trained model (``model.name_or_path=runs/x/final``) or a scripted baseline
-(``policy=never_consult``, ``consult_first:reasoning``, ``random``) with consults off, and writes
-``eval.json`` and ``pass_at_k.png`` into ``output_dir``.
+Evaluates a trained model (``model.name_or_path=runs/x/final``), a model behind an
+OpenAI-compatible server (``policy=openai openai.model=NAME openai.base_url=URL``, e.g. ``vllm
+serve``; see :class:`~policies.OpenAIPolicy`) or a scripted baseline (``policy=never_consult``,
+``consult_first:reasoning``, ``random``) with consults off, and writes ``eval.json`` and
+``pass_at_k.png`` into ``output_dir``. ``eval.json`` records what was evaluated under ``settings``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,8 +24,11 @@ BASELINES = ("never_consult", "consult_first:AGENT", "random")
 
 
 def build_policy(config: EvalConfig) -> Policy:
-    """The model, or the scripted baseline that ``config.policy`` names."""
-    from policies import ConsultFirst, NeverConsult, RandomPolicy
+    """The model, the served model, or the scripted baseline that ``config.policy`` names.
+
+    A served model (``policy=openai``) samples at ``temperature``, or at 0 with ``greedy``.
+    """
+    from policies import ConsultFirst, NeverConsult, OpenAIPolicy, RandomPolicy
 
     name, _, agent = config.policy.partition(":")
     if name == "model":
@@ -31,13 +36,42 @@ def build_policy(config: EvalConfig) -> Policy:
 
         settings = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature}
         return load_policy(config.model, resolve_device(config.device), trainable=False, **settings)
+    if name == "openai":
+        served = config.openai
+        assert served.model is not None  # EvalConfig checks it
+        return OpenAIPolicy(
+            served.model,
+            base_url=served.base_url,
+            api_key_env=served.api_key_env,
+            temperature=0.0 if config.greedy else config.temperature,
+            max_tokens=served.max_tokens,
+            max_concurrency=served.max_concurrency,
+        )
     if name == "never_consult":
         return NeverConsult()
     if name == "consult_first" and agent:
         return ConsultFirst(agent)
     if name == "random":
         return RandomPolicy(seed=config.seed)
-    raise ValueError(f"policy={config.policy!r} is not known; use 'model' or one of {', '.join(BASELINES)}")
+    raise ValueError(
+        f"policy={config.policy!r} is not known; use 'model', 'openai' or one of {', '.join(BASELINES)}"
+    )
+
+
+def evaluated(config: EvalConfig) -> dict[str, Any]:
+    """What ``eval.json`` records as evaluated: the policy and its model (never an API key)."""
+    if config.policy == "openai":
+        served = config.openai.model_dump(exclude={"max_concurrency"})
+        temperature = 0.0 if config.greedy else config.temperature
+        return {
+            "policy": "openai",
+            "model": served.pop("model"),
+            "server": served,
+            "temperature": temperature,
+        }
+    if config.policy == "model":
+        return {"policy": "model", "model": config.model.name_or_path, "temperature": config.temperature}
+    return {"policy": config.policy, "model": None}
 
 
 def run_eval(config: EvalConfig) -> EvalResult:
@@ -49,18 +83,23 @@ def run_eval(config: EvalConfig) -> EvalResult:
     torch.manual_seed(config.seed)
     policy = build_policy(config)
     problems = range(config.first_problem, config.first_problem + config.problems)
-    result = evaluate(
-        policy,
-        config.env.id,
-        config.env.kwargs,
-        problems=problems,
-        samples=config.samples,
-        batch_size=config.batch_size,
-        greedy=config.greedy,
-        progress=config.progress,
-    )
-    result.settings.update(policy=config.policy, model=config.model.name_or_path, seed=config.seed)
-    write_result(result, config.output_dir, title=f"{config.policy}: {config.model.name_or_path}")
+    try:
+        result = evaluate(
+            policy,
+            config.env.id,
+            config.env.kwargs,
+            problems=problems,
+            samples=config.samples,
+            batch_size=config.batch_size,
+            greedy=config.greedy,
+            progress=config.progress,
+        )
+    finally:
+        policy.close()
+    what = evaluated(config)
+    result.settings.update(what, seed=config.seed)
+    title = config.policy if what["model"] is None else f"{config.policy}: {what['model']}"
+    write_result(result, config.output_dir, title=title)
     return result
 
 
@@ -71,7 +110,8 @@ def command(
         help="A YAML eval config and dotted overrides, e.g. model.name_or_path=runs/aipo/final samples=8.",
     ),
 ) -> None:
-    """Evaluate a model or scripted baseline with consults off: accuracy, pass@k, eval.json, pass_at_k.png."""
+    """Evaluate a model, a served model or a baseline with consults off: accuracy, pass@k, eval.json, PNG."""
+    import openai
     from transformers.utils import logging as transformers_logging
 
     from algorithms.config import ConfigError, EvalConfig, load_config
@@ -84,6 +124,12 @@ def command(
     except (ConfigError, ValueError, OSError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from error
+    except openai.APIError as error:  # policy=openai: the server is down, refuses the key, or the model
+        message = (
+            f"error: the server of policy=openai failed ({type(error).__name__}: {error}); check openai.*"
+        )
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from error
     n = config.samples
     typer.echo(
         f"accuracy {result.accuracy:.3f}, pass@{n} {result.pass_at_k[n]:.3f}; "
