@@ -164,7 +164,7 @@ class Trainer:
                 bar.set_postfix(
                     reward=f"{metrics['rollout/reward']:.3f}", loss=f"{metrics['losses/loss']:.4f}"
                 )
-                stop = any([callback(self, metrics) is False for callback in self.callbacks])
+                stop = any(callback(self, metrics) is False for callback in self.callbacks)
                 stop = any_rank(stop, self.ranks, self.device)
                 due = config.save_every and self.step % config.save_every == 0
                 if due or stop or self.step == config.steps:

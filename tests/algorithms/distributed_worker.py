@@ -28,6 +28,7 @@ CASES: dict[str, dict] = {
     "aipo_sequence": {"loss": {"agent_mode": "aipo", "aggregation": "sequence"}},
     "aipo_batch_scale": {"loss": {"agent_mode": "aipo", "advantage_scale": "batch"}},
     "aipo_token_fsdp": {"loss": {"agent_mode": "aipo"}, "distributed": "fsdp"},
+    "aipo_token_checkpointing": {"loss": {"agent_mode": "aipo"}, "model": {"gradient_checkpointing": True}},
 }
 
 
