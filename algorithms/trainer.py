@@ -99,7 +99,7 @@ class Trainer:
     ) -> None:
         self.config, self.callbacks = config, list(callbacks)
         self.ranks, self.device = join_process_group(resolve_device(config.device))
-        check_layout(config, self.ranks.world_size, self.device)
+        check_layout(config, self.ranks.world_size)
         seed = config.seed + self.ranks.rank
         random.seed(seed)
         np.random.seed(seed)

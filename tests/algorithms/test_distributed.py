@@ -86,24 +86,24 @@ def test_fsdp_run_resumed_on_two_ranks_matches_an_uninterrupted_one(tmp_path: Pa
 
 def test_problems_must_split_evenly_over_ranks() -> None:
     config = TrainConfig.model_validate({"rollout": {"problems_per_step": 4}})
-    check_layout(config, 2, torch.device("cpu"))
+    check_layout(config, 2)
     with pytest.raises(ConfigError, match=r"problems_per_step \(4\).*divisible.*\(3\)"):
-        check_layout(config, 3, torch.device("cpu"))
+        check_layout(config, 3)
 
 
 def test_minibatches_must_fit_the_episodes_of_one_rank() -> None:
     config = TrainConfig.model_validate(
         {"rollout": {"problems_per_step": 2, "group_size": 2}, "optim": {"minibatches": 4}}
     )
-    check_layout(config, 1, torch.device("cpu"))
+    check_layout(config, 1)
     with pytest.raises(ConfigError, match="episodes per rank"):
-        check_layout(config, 2, torch.device("cpu"))
+        check_layout(config, 2)
 
 
 def test_fsdp_refuses_lora() -> None:
     config = TrainConfig.model_validate({"distributed": "fsdp", "model": {"lora": {"r": 4}}})
     with pytest.raises(ConfigError, match="distributed=ddp"):
-        check_layout(config, 2, torch.device("cpu"))
+        check_layout(config, 2)
 
 
 def test_each_rank_plays_a_disjoint_contiguous_share() -> None:
