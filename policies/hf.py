@@ -13,6 +13,11 @@ Two ways to drive it:
   replies, spliced raw into the assistant's turn). Learners use this path: the tokens the model
   saw and sampled are exactly the tokens it is trained on.
 
+Sampling is one loop over a KV cache: contexts are left-padded (no mask at all when they have
+equal lengths), identical contexts (a GRPO group) are prefilled once, and a row leaves the batch
+the moment its turn ends, so later steps compute only the rows still going. Stop strings are
+checked by decoding only rows whose newest token could complete one.
+
 The behaviour log-prob of a sampled token is ``log softmax(warped logits / temperature)`` at that
 token, taken from the very distribution it was sampled from (after ``top_k`` / ``top_p``). With the
 defaults (``top_k=0``, ``top_p=1``) that is the full tempered softmax a learner recomputes.
@@ -20,6 +25,7 @@ defaults (``top_k=0``, ``top_p=1``) that is the full tempered softmax a learner 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +35,9 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     LogitsProcessor,
-    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
-    StoppingCriteriaList,
-    TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
@@ -96,6 +99,12 @@ class HFPolicy(Policy):
         eos = model.generation_config.eos_token_id
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list) else (eos,)
+        self._triggers: torch.Tensor | bool | None = None  # see _stop_triggers
+        # transformers 5 renamed ``past_key_values`` to ``cache``; older versions lack ``logits_to_keep``.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
+        parameters = inspect.signature(base.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in parameters
 
     @classmethod
     def from_pretrained(
@@ -192,98 +201,183 @@ class HFPolicy(Policy):
                 f"a context of {longest} tokens leaves no room within the model's {room} positions; "
                 "lower max_turns or max_new_tokens, or use a model with more positions"
             )
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(contexts), longest), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(contexts), longest), dtype=torch.long)
-        for row, context in enumerate(contexts):  # left padding: every row ends where generation starts
-            input_ids[row, longest - len(context) :] = torch.tensor(list(context), dtype=torch.long)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                tokens, logprobs, lengths = self._sample(contexts, max_new, greedy)
+        finally:
+            self.model.train(was_training)
+        kept = [row[:length] for row, length in zip(tokens.tolist(), lengths.tolist(), strict=True)]
+        texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
+        return [
+            Action(text, tuple(ids), tuple(row[: len(ids)]))
+            for text, ids, row in zip(texts, kept, logprobs.tolist(), strict=True)
+        ]
+
+    def _sample(
+        self, contexts: Sequence[Sequence[int]], max_new: int, greedy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode up to ``max_new`` tokens after each context with a KV cache.
+
+        Contexts are left-padded (each row ends where generation starts; positions count real
+        tokens only). Identical contexts (a GRPO group) are prefilled once and their cache rows
+        copied. A row leaves the batch, and its cache rows are dropped, as soon as it samples EOS
+        or completes a stop string, so later steps only compute the rows still going.
+
+        Returns:
+            ``[B, max_new]`` sampled ids (pad after a row ends), their behaviour log-probs, and
+            ``[B]`` lengths (up to and including EOS or the stop string's last token).
+        """
+        device, pad = self.device, self.pad_token_id
+        unique: dict[tuple[int, ...], int] = {}
+        copy_of = [unique.setdefault(tuple(context), len(unique)) for context in contexts]
+        longest = max(len(context) for context in unique)
+        input_ids = torch.full((len(unique), longest), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(unique), longest), dtype=torch.long)
+        for row, context in enumerate(unique):
+            input_ids[row, longest - len(context) :] = torch.tensor(context, dtype=torch.long)
             attention_mask[row, longest - len(context) :] = 1
-        recorder = _LogprobRecorder()
-        stopper = _StopOnText(self.tokenizer, self.stop, longest)
-        warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(self.temperature)]
+        padded = bool((attention_mask == 0).any())
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device) if padded else None,
+            position_ids=positions.to(device),
+            use_cache=True,
+            **({"logits_to_keep": 1} if self._keeps_logits else {}),
+        )
+        cache, logits = output[self._cache_argument], output.logits[:, -1]
+        rows = torch.tensor(copy_of, device=device)
+        if len(unique) < len(contexts):
+            cache.reorder_cache(rows)
+            logits = logits[rows]
+        attention_mask, position = attention_mask.to(device)[rows], positions[:, -1:].to(device)[rows] + 1
+
+        batch = len(contexts)
+        tokens = torch.full((batch, max_new), pad, dtype=torch.long, device=device)
+        logprobs = torch.zeros((batch, max_new), device=device)
+        lengths = torch.full((batch,), max_new, dtype=torch.long, device=device)
+        active = torch.arange(batch, device=device)  # which rows of the output the batch's rows are
+        eos = torch.tensor(self.eos_token_ids, device=device)
+        stopper = _StopOnText(self.tokenizer, self.stop, 0, self._stop_triggers()) if self.stop else None
+        warpers = self._warpers()
+        for step in range(max_new):
+            scores = logits.float() / self.temperature if self.temperature != 1.0 else logits.float()
+            for warper in warpers:
+                scores = warper(None, scores)  # type: ignore[arg-type]  (they read the scores only)
+            step_logprobs = torch.log_softmax(scores, dim=-1)
+            if greedy:
+                token = scores.argmax(dim=-1)
+            else:
+                token = torch.multinomial(step_logprobs.exp(), num_samples=1).squeeze(1)
+            tokens[active, step] = token
+            logprobs[active, step] = step_logprobs.gather(1, token[:, None]).squeeze(1)
+            finished = torch.isin(token, eos)
+            if stopper is not None:
+                finished |= stopper.rows_stopped(tokens[active, max(0, step + 1 - stopper.window) : step + 1])
+            lengths[active[finished]] = step + 1
+            going = (~finished).nonzero().squeeze(1)
+            if step + 1 == max_new or len(going) == 0:
+                break
+            if len(going) < len(active):
+                active, token, position = active[going], token[going], position[going]
+                attention_mask = attention_mask[going]
+                cache.reorder_cache(going)
+            if padded:
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
+            output = self.model(
+                input_ids=token[:, None],
+                attention_mask=attention_mask if padded else None,
+                position_ids=position,
+                use_cache=True,
+                **{self._cache_argument: cache},
+            )
+            logits, position = output.logits[:, -1], position + 1
+        return tokens.cpu(), logprobs.cpu(), lengths.cpu()
+
+    def _warpers(self) -> list[LogitsProcessor]:
+        """What turns ``logits / temperature`` into the scores a token is drawn from."""
+        warpers: list[LogitsProcessor] = []
         if self.top_k:
             warpers.append(TopKLogitsWarper(self.top_k))
         if self.top_p < 1:
             warpers.append(TopPLogitsWarper(self.top_p))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            # The warpers are ours, not generate's, so that the recorder sees the final distribution.
-            sequences = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                do_sample=not greedy,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new,
-                logits_processor=LogitsProcessorList([*warpers, recorder]),
-                stopping_criteria=StoppingCriteriaList([stopper]) if self.stop else None,
-                pad_token_id=pad,
-                eos_token_id=list(self.eos_token_ids),
-            )
-        finally:
-            self.model.train(was_training)
-        generated = sequences[:, longest:].cpu()
-        logprobs = recorder.finish(sequences).cpu()
-        return [
-            self._action(generated[row], logprobs[row], stopper.stopped_at.get(row))
-            for row in range(len(contexts))
-        ]
+        return warpers
+
+    def _stop_triggers(self) -> torch.Tensor | None:
+        """Per token id: can this token complete a stop string? ``None``: any token can.
+
+        A stop string that ends in a visible ASCII character can only be completed by a token whose
+        own text holds that character, so after most tokens no text needs decoding.
+        """
+        if self._triggers is None:
+            finals = {stop[-1] for stop in self.stop if stop}
+            if not finals or not all(final.isascii() and not final.isspace() for final in finals):
+                self._triggers = False
+            else:
+                size = max(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
+                pieces = self.tokenizer.batch_decode([[index] for index in range(len(self.tokenizer))])
+                triggers = torch.ones(size, dtype=torch.bool)  # ids the tokenizer does not know: check
+                triggers[: len(pieces)] = torch.tensor([any(f in piece for f in finals) for piece in pieces])
+                self._triggers = triggers
+        return self._triggers if isinstance(self._triggers, torch.Tensor) else None
 
     def _action(self, ids: torch.Tensor, logprobs: torch.Tensor, stopped_at: int | None) -> Action:
         length = ids.shape[0] if stopped_at is None else stopped_at
-        for position, token in enumerate(ids[:length].tolist()):
-            if token in self.eos_token_ids:
-                length = position + 1
-                break
+        ends = torch.isin(ids[:length], torch.tensor(self.eos_token_ids)).nonzero()
+        if len(ends):
+            length = int(ends[0, 0]) + 1
         kept = ids[:length].tolist()
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         return Action(text, tuple(kept), tuple(logprobs[:length].tolist()))
 
 
-class _LogprobRecorder(LogitsProcessor):
-    """Records ``log p`` of each sampled token from the distribution it was sampled from.
+class _StopOnText(StoppingCriteria):
+    """Stops a row once its generated text contains a stop string; records where, per row.
 
-    A processor sees step ``t``'s scores before the token is drawn; the drawn token shows up as
-    the last input id at step ``t + 1``, and the last one in the returned sequences.
+    Args:
+        tokenizer: decodes the generated tokens.
+        stops: the stop strings.
+        prompt_length: the ``input_ids`` columns before generation starts.
+        triggers: optional ``[vocab]`` mask of the tokens that can complete a stop string; rows
+            whose last token is not one are not decoded.
     """
 
-    def __init__(self) -> None:
-        self.steps: list[torch.Tensor] = []
-        self._last: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
-        self._last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        """The ``[batch, generated]`` log-probs, given the sequences ``generate`` returned."""
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, sequences[:, -1:]).squeeze(1))
-            self._last = None
-        return torch.stack(self.steps, dim=1)
-
-
-class _StopOnText(StoppingCriteria):
-    """Stops a row once its generated text contains a stop string; records where, per row."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: Sequence[str], prompt_length: int) -> None:
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        stops: Sequence[str],
+        prompt_length: int,
+        triggers: torch.Tensor | None = None,
+    ) -> None:
         self.tokenizer, self.stops, self.prompt_length = tokenizer, tuple(stops), prompt_length
+        self.triggers = triggers
         # A token decodes to at least one byte, so this many tokens always cover a stop string.
         self.window = max((len(stop.encode()) for stop in stops), default=1) + 1
         self.stopped_at: dict[int, int] = {}
+
+    def rows_stopped(self, generated: torch.Tensor) -> torch.Tensor:
+        """``[B]``: does the text of each row's generated tokens (``[B, n]``) hold a stop string?"""
+        done = torch.zeros(generated.shape[0], dtype=torch.bool, device=generated.device)
+        if self.triggers is None:
+            candidates = torch.arange(generated.shape[0], device=generated.device)
+        else:
+            self.triggers = self.triggers.to(generated.device)
+            candidates = self.triggers[generated[:, -1]].nonzero().squeeze(1)
+        if len(candidates):
+            tails = self.tokenizer.batch_decode(
+                generated[candidates, -self.window :].tolist(), skip_special_tokens=True
+            )
+            hits = [any(stop in tail for stop in self.stops) for tail in tails]
+            done[candidates] = torch.tensor(hits, device=generated.device)
+        return done
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
     ) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_length
-        start = max(self.prompt_length, input_ids.shape[1] - self.window)
-        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-        done = [any(stop in tail for stop in self.stops) for tail in tails]
-        for row, stopped in enumerate(done):
-            if stopped:
-                self.stopped_at.setdefault(row, generated)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        done = self.rows_stopped(input_ids[:, self.prompt_length :])
+        for row in done.nonzero().squeeze(1).tolist():
+            self.stopped_at.setdefault(row, generated)
+        return done.to(input_ids.device)

@@ -36,6 +36,21 @@ def test_behaviour_logprobs_match_a_forward_pass(policy: HFPolicy) -> None:
         assert torch.allclose(torch.tensor(action.logprobs), expected, atol=1e-4)
 
 
+def test_logprobs_match_with_shared_prompts_padding_and_early_stops() -> None:
+    # A group of identical prompts (prefilled once), a shorter prompt (left padding), and stop
+    # strings that end some turns early (those rows leave the batch).
+    policy = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16, stop=tuple("abcdefghijklm"))
+    group = policy.encode_prompt("Start with 2. Add 7.")
+    contexts = [group, group, group, policy.encode_prompt("Hi")]
+    torch.manual_seed(3)
+    actions = policy.generate(contexts)
+    assert any(len(action.token_ids or ()) < 16 for action in actions)
+    for context, action in zip(contexts, actions, strict=True):
+        assert action.token_ids is not None and action.logprobs is not None
+        expected = forward_logprobs(policy, context, action.token_ids)
+        assert torch.allclose(torch.tensor(action.logprobs), expected, atol=1e-4)
+
+
 def test_a_turn_ends_right_after_a_stop_string() -> None:
     # Every printable character is a stop string, so each turn ends at the first one.
     policy = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=64, stop=PRINTABLE)
