@@ -67,3 +67,61 @@ def test_micro_batches_with_totals_add_up_to_the_whole_batch(level: str) -> None
         for rows in ([0, 1], [2], [3])
     )
     assert torch.allclose(whole, parts)
+
+
+def _grouped_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded rows: two groups sharing a prompt, a row alone, one sharing a few tokens; shuffled."""
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 250, (n,), generator=generator) for n in (20, 13, 17)]
+    rows = [
+        torch.cat([prompt, torch.randint(3, 250, (int(length),), generator=generator)])
+        for prompt, copies in zip(prompts, (3, 3, 1), strict=True)
+        for length in torch.randint(1, 12, (copies,), generator=generator)
+    ]
+    rows.append(torch.cat([prompts[0][:5], torch.randint(3, 250, (9,), generator=generator)]))
+    width = max(len(row) for row in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)], mask[index, : len(row)] = row, True
+    order = torch.randperm(len(rows), generator=generator)
+    return ids[order], mask[order]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prefixes_give_the_same_logprobs_entropy_and_gradients(temperature: float) -> None:
+    from algorithms.losses import token_logprobs
+    from policies.tiny import build_tiny_model, build_tokenizer
+
+    model = build_tiny_model(build_tokenizer()).train()
+    ids, mask = _grouped_batch()
+    results = []
+    for share in (False, True):
+        logprobs, entropy = token_logprobs(
+            model, ids, mask, temperature=temperature, with_entropy=True, share_prefix=share
+        )
+        model.zero_grad()
+        (logprobs[mask].sum() + 0.1 * entropy[mask].sum()).backward()
+        results.append((logprobs[mask], entropy[mask], [p.grad.clone() for p in model.parameters()]))
+    (plain_lp, plain_entropy, plain_grads), (lp, entropy, grads) = results
+    assert torch.allclose(lp, plain_lp, atol=1e-5) and torch.allclose(entropy, plain_entropy, atol=1e-5)
+    for shared_grad, plain_grad in zip(grads, plain_grads, strict=True):
+        assert torch.allclose(shared_grad, plain_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_prefix_groups_keep_each_prompt_group_together() -> None:
+    from algorithms.losses import _prefix_groups
+
+    ids, mask = _grouped_batch()
+    groups = _prefix_groups(ids, mask)
+    assert groups is not None
+    lengths = mask.sum(dim=1)
+    by_group: dict[int, list[int]] = {}
+    for row, group in enumerate(groups.group):
+        by_group.setdefault(group, []).append(row)
+    # The two 3-row groups share their whole 20- and 13-token prompts; the others stay alone.
+    assert sorted(len(rows) for rows in by_group.values()) == [1, 1, 3, 3]
+    assert sorted(groups.length[g] for g, rows in by_group.items() if len(rows) == 3) == [13, 20]
+    for group, rows in by_group.items():
+        assert all(groups.length[group] < lengths[row] for row in rows)
+    assert _prefix_groups(ids[:1], mask[:1]) is None  # nothing to share
