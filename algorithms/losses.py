@@ -164,7 +164,12 @@ def _can_share(model: torch.nn.Module) -> bool:
     )
     if fsdp_module is not None and isinstance(model, fsdp_module):
         return False
-    return not getattr(model, "is_gradient_checkpointing", False)
+    # transformers 5 renamed is_gradient_checkpointing (the old name still works, with a warning).
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(base), name):
+            return not getattr(base, name)
+    return True
 
 
 @dataclass
