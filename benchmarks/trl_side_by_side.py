@@ -32,6 +32,7 @@ processes each round). Ratios are ours / TRL's (below 1: ours is faster / smalle
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -337,6 +338,8 @@ def main() -> None:
     if arguments.worker:
         worker(arguments)
         return
+    if importlib.util.find_spec("trl") is None:
+        raise SystemExit('this benchmark needs TRL: pip install -e ".[bench]" (or pip install "trl>=1.16")')
     from policies.tiny import save_tiny
 
     save_tiny(arguments.out / "model", seed=arguments.seed)
