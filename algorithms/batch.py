@@ -56,6 +56,8 @@ class EpisodeBatch:
         rewards: ``[B]`` episode returns.
         group_ids: ``[B]`` episodes with the same id answer the same problem.
         records: the env's episode records, in row order.
+        unaligned_agent_segments: ``[B]`` per episode, helper segments whose reported log-probs
+            could not be placed on the policy's tokens (``None``: not counted).
     """
 
     input_ids: torch.Tensor
@@ -65,6 +67,7 @@ class EpisodeBatch:
     rewards: torch.Tensor
     group_ids: torch.Tensor
     records: list[EpisodeRecord] = field(default_factory=list)
+    unaligned_agent_segments: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -94,6 +97,9 @@ class EpisodeBatch:
             rewards=self.rewards[rows],
             group_ids=self.group_ids[rows],
             records=[self.records[int(row)] for row in rows] if self.records else [],
+            unaligned_agent_segments=None
+            if self.unaligned_agent_segments is None
+            else self.unaligned_agent_segments[rows],
         )
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
@@ -133,4 +139,7 @@ def collate(episodes: Sequence[TokenizedEpisode], pad_id: int) -> EpisodeBatch:
         rewards=torch.tensor([episode.record.reward for episode in episodes], dtype=torch.float32),
         group_ids=torch.tensor([episode.group for episode in episodes], dtype=torch.long),
         records=[episode.record for episode in episodes],
+        unaligned_agent_segments=torch.tensor(
+            [episode.unaligned_agent_segments for episode in episodes], dtype=torch.long
+        ),
     )

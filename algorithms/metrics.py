@@ -10,7 +10,9 @@ def rollout_metrics(batch: EpisodeBatch) -> dict[str, float]:
     """Reward, accuracy, consults per agent, zero-variance groups and token counts of ``batch``.
 
     ``rollout/consult_rate`` is the fraction of episodes with at least one answered consult;
-    ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode.
+    ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode;
+    ``rollout/unaligned_agent_segments`` the helper segments per episode whose reported log-probs
+    could not be placed on the policy's tokens (they learned with ``pi_agent = 1``).
     """
     records = batch.records
     count = max(len(records), 1)
@@ -27,6 +29,8 @@ def rollout_metrics(batch: EpisodeBatch) -> dict[str, float]:
         "rollout/agent_tokens": float(batch.agent_mask.sum(dim=1).float().mean()),
         "rollout/episode_tokens": float(batch.attention_mask.sum(dim=1).float().mean()),
     }
+    if batch.unaligned_agent_segments is not None:
+        metrics["rollout/unaligned_agent_segments"] = float(batch.unaligned_agent_segments.sum()) / count
     agents = sorted({agent for record in records for agent in record.consults})
     for agent in agents:
         metrics[f"rollout/consults/{agent}"] = (

@@ -18,9 +18,10 @@ from scripted_lm import ForcedPolicy
 import aipo_env  # noqa: F401  (registers the ids)
 from aipo_env.agents import Agent, AgentReply
 from aipo_env.episode import EpisodeRecord, Segment, TokenLogprobs
-from algorithms.batch import AGENT
+from algorithms.batch import AGENT, collate
 from algorithms.config import TrainConfig
 from algorithms.helper_logprobs import spread_logprobs
+from algorithms.metrics import rollout_metrics
 from algorithms.rollout import collect, tokenize_episode
 from algorithms.trainer import Trainer
 from policies import HFPolicy
@@ -121,6 +122,16 @@ def test_tokenize_episode_places_them_and_falls_back_to_zero_with_one_warning(ti
     assert per_segment.tolist() == pytest.approx([0.0, sum(LOGPROBS), 0.0])
     assert episode.unaligned_agent_segments == 2
     assert len(caplog.records) == 1 and "do not concatenate" in caplog.records[0].getMessage()
+
+
+def test_unplaceable_segments_are_counted_in_the_batch_and_its_rollout_metrics(tiny):
+    wrong = helper_tokens(pieces=("Add", " 3", " and", " 5", "."))
+    placed = tokenize_episode(tiny, record_with(helper_tokens()), [], group=0)
+    unplaced = tokenize_episode(tiny, record_with(wrong, wrong), [], group=0)
+    batch = collate([placed, unplaced, unplaced], pad_id=0)
+    assert batch.unaligned_agent_segments.tolist() == [0, 2, 2]
+    assert batch.select([0, 2]).unaligned_agent_segments.tolist() == [0, 2]
+    assert rollout_metrics(batch)["rollout/unaligned_agent_segments"] == pytest.approx(4 / 3)
 
 
 class WordByWord(Agent):
