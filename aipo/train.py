@@ -7,6 +7,7 @@ the rest of the command line stays fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,8 @@ def command(
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from error
     metrics = run_train(config)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate, rank 0 speaks for the job
+        return
     summary = ", ".join(
         f"{name.split('/')[-1]} {metrics[name]:.3f}"
         for name in ("rollout/reward", "rollout/accuracy", "rollout/consult_rate")

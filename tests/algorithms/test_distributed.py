@@ -42,7 +42,7 @@ def test_two_ranks_with_half_the_batch_each_equal_one_rank_with_all_of_it(tmp_pa
         assert moved > len(single["grads"]) // 2, case  # the gradients are not trivially zero
 
 
-def torchrun(*overrides: str) -> None:
+def torchrun(*overrides: str) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node 2 -m aipo.cli train`` on the tiny model, 2 problems of 2 episodes per step."""
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
@@ -53,11 +53,13 @@ def torchrun(*overrides: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 @pytest.mark.slow
 def test_torchrun_trains_and_only_rank_zero_writes(tmp_path: Path) -> None:
-    torchrun(f"output_dir={tmp_path}")
+    done = torchrun(f"output_dir={tmp_path}")
+    assert done.stdout.count("done:") == 1  # the summary line, once for the job
     assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2  # not once per rank
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
