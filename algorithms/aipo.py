@@ -159,6 +159,22 @@ def counted_tokens(
     return (policy_mask | learned).float()
 
 
+def zero_gradient_rows(advantages: torch.Tensor, config: LossConfig) -> torch.Tensor:
+    """``[B]``: episodes whose terms of ``L(theta)`` have exactly zero gradient.
+
+    Without KL and entropy terms (``beta = alpha = 0``) every term an episode adds to ``L`` is
+    proportional to its advantage: ``l^pol_t = -min(r_t A_i, clip(r_t) A_i)`` and every
+    ``l^agent_t`` in the table above carry the factor ``A_i`` (with ``agent_positive_only`` the
+    weight ``w_i = 1[A_i > 0]`` is 0 as well). So ``A_i = 0`` gives ``grad_theta = 0`` and a learner
+    may skip the episode's forward and backward. Its tokens still count in ``N`` (see
+    :func:`counted_tokens`), which is why the skip leaves the update unchanged. With ``beta > 0`` or
+    ``alpha > 0`` no episode qualifies.
+    """
+    if config.kl_coef > 0 or config.entropy_coef > 0:
+        return torch.zeros_like(advantages, dtype=torch.bool)
+    return advantages == 0
+
+
 def objective(
     inputs: LossInputs,
     config: LossConfig,

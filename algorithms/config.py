@@ -124,6 +124,13 @@ class OptimConfig(_Strict):
     epochs: int = Field(1, ge=1, description="Passes over each batch of episodes.")
     minibatches: int = Field(1, ge=1, description="Optimizer steps per pass (the batch is split).")
     micro_batch_size: int = Field(8, ge=1, description="Episodes per forward pass; gradients accumulate.")
+    skip_zero_gradient_rows: bool = Field(
+        True,
+        description="Run no forward or backward for episodes whose loss has zero gradient (A = 0, no KL, "
+        "no entropy bonus; see algorithms.aipo.zero_gradient_rows); the update is the same. Loss "
+        "diagnostics other than losses/loss (entropy, ratio, clip fractions) are then means over the "
+        "episodes that ran, and absent when none did. Single-process runs only.",
+    )
     recompute_behaviour_logprobs: bool = Field(
         False,
         description="Recompute pi_old with a forward pass before the update instead of using the sampler's "

@@ -38,7 +38,7 @@ from transformers import get_scheduler
 
 import aipo_env  # noqa: F401  (registers the env ids)
 from algorithms.advantages import group_advantages
-from algorithms.aipo import LossInputs, counted_tokens, objective
+from algorithms.aipo import LossInputs, counted_tokens, objective, zero_gradient_rows
 from algorithms.batch import EpisodeBatch
 from algorithms.checkpoint import (
     MODEL_DIR,
@@ -228,6 +228,12 @@ class Trainer:
 
         In a distributed run ``batch`` is this rank's episodes; every minibatch's normaliser is
         summed over ranks and the loss scaled by ``W`` (see :mod:`algorithms.distributed`).
+
+        Episodes with zero gradient (``optim.skip_zero_gradient_rows``) are not run; they still
+        count in the normaliser, so the parameters come out the same. ``losses/loss`` is exact
+        either way (those episodes add 0 to it); the other ``losses/`` metrics and
+        ``charts/entropy`` are then means over the episodes that ran, and absent when none ran.
+        ``charts/skipped_rows`` is the share skipped.
         """
         config, optim = self.config, self.config.optim
         batch = batch.to(self.device)
@@ -237,15 +243,18 @@ class Trainer:
             old = self._logprobs_without_grad(self.policy.model, batch)
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
         totals: dict[str, float] = defaultdict(float)
+        stat_weights: dict[str, float] = defaultdict(float)
+        skip = self._skipped_rows(advantages).cpu()
         updates = 0
         for _ in range(optim.epochs):
-            for rows in torch.randperm(len(batch)).chunk(optim.minibatches):
+            for rows in self._shuffled_rows(batch).chunk(optim.minibatches):
                 counted = counted_tokens(
                     batch.policy_mask[rows], batch.agent_mask[rows], advantages[rows], config.loss
                 )
                 tokens, sequences = global_sums([counted.sum(), len(rows)], self.ranks, self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                micros = rows.split(optim.micro_batch_size)
+                live = rows[~skip[rows]]  # skipped rows add 0 to the loss and its gradient
+                micros = live.split(optim.micro_batch_size) if len(live) else ()
                 for index, micro in enumerate(micros):
                     with gradient_sync(self.model, last=index == len(micros) - 1):
                         loss, stats = self._backward(
@@ -253,7 +262,13 @@ class Trainer:
                         )
                     totals["losses/loss"] += loss
                     for name, value in stats.items():
-                        totals[name] += value * len(micro) / len(rows)
+                        totals[name] += value * len(micro) / len(live)
+                        stat_weights[name] += len(micro) / len(live)
+                if not len(
+                    micros
+                ):  # AdamW still steps on a zero gradient (moments decay), as without the skip
+                    for parameter in self.parameters:
+                        parameter.grad = torch.zeros_like(parameter)
                 norm = torch.nn.utils.clip_grad_norm_(self.parameters, optim.max_grad_norm or float("inf"))
                 totals["charts/grad_norm"] += float(
                     norm.full_tensor() if hasattr(norm, "full_tensor") else norm
@@ -262,9 +277,27 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 updates += 1
-        metrics = {name: value / updates for name, value in totals.items()}
+        metrics = {name: value / stat_weights.get(name, updates) for name, value in totals.items()}
         metrics["charts/advantage_abs"] = float(advantages.abs().mean())
+        metrics["charts/skipped_rows"] = float(skip.float().mean())
         return metrics
+
+    def _skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
+        """``[B]`` episodes the update runs no forward or backward for (zero gradient; see the config)."""
+        if not self.config.optim.skip_zero_gradient_rows or self.ranks.world_size > 1:
+            # Under DDP / FSDP a rank left without rows would miss the gradient all-reduce.
+            return torch.zeros_like(advantages, dtype=torch.bool)
+        return zero_gradient_rows(advantages, self.config.loss)
+
+    def _shuffled_rows(self, batch: EpisodeBatch) -> torch.Tensor:
+        """The batch's rows in random order with each group's rows kept together.
+
+        Micro-batches then hold whole groups, whose shared prompt :func:`token_logprobs` runs once.
+        """
+        groups, group_of_row = torch.unique(batch.group_ids.cpu(), return_inverse=True)
+        rank_of_group = torch.empty(len(groups), dtype=torch.long)
+        rank_of_group[torch.randperm(len(groups))] = torch.arange(len(groups))
+        return torch.argsort(rank_of_group[group_of_row], stable=True)
 
     def _advantages(self, batch: EpisodeBatch) -> torch.Tensor:
         """Group advantages computed on the rewards of every rank (exact for ``scale="batch"`` too)."""

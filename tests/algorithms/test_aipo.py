@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms.aipo import LossInputs, agent_coefficient, agent_token_loss, objective
+from algorithms.aipo import LossInputs, agent_coefficient, agent_token_loss, objective, zero_gradient_rows
 from algorithms.config import LossConfig
 
 PROBS = torch.tensor([[0.01, 0.3, 0.9]])
@@ -102,3 +102,29 @@ def test_kl_needs_reference_logprobs() -> None:
     logprobs = torch.zeros(1, 6, requires_grad=True)
     with pytest.raises(ValueError, match="ref_logprobs"):
         objective(make_inputs(logprobs, torch.tensor([1.0])), LossConfig(kl_coef=0.1))
+
+
+@pytest.mark.parametrize("mode", ["mask", "raw", "luffy", "aipo"])
+@pytest.mark.parametrize("positive_only", [True, False])
+def test_rows_flagged_zero_gradient_get_exactly_zero_gradient_and_others_do_not(
+    mode: str, positive_only: bool
+) -> None:
+    # ratios away from 1 and helper probabilities away from the clip range, so no term is 0 by accident
+    logprobs = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.05, 0.6, 0.4]] * 3)).requires_grad_()
+    inputs = make_inputs(logprobs, torch.tensor([1.0, 0.0, -1.0]))
+    inputs.old_logprobs = inputs.old_logprobs - 0.1
+    inputs.agent_logprobs = torch.full_like(logprobs, -0.5)
+    config = LossConfig(agent_mode=mode, agent_positive_only=positive_only)
+    loss, _ = objective(inputs, config)
+    loss.backward()
+    skipped = zero_gradient_rows(inputs.advantages, config)
+    assert skipped.tolist() == [False, True, False]
+    assert logprobs.grad[1].abs().max() == 0
+    assert logprobs.grad[0].abs().max() > 0 and logprobs.grad[2].abs().max() > 0
+
+
+@pytest.mark.parametrize("coefficients", [{"kl_coef": 0.1}, {"entropy_coef": 0.01}])
+def test_no_row_is_zero_gradient_with_a_kl_or_entropy_term(coefficients: dict[str, float]) -> None:
+    # both terms pull on every episode whatever its advantage
+    flagged = zero_gradient_rows(torch.tensor([0.0, 1.0]), LossConfig(**coefficients))
+    assert not flagged.any()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,45 @@ def test_gradient_accumulation_equals_one_big_micro_batch(tmp_path: Path) -> Non
         # the gradients of the (only) optimizer step are still in .grad
         for a, b in zip(whole.model.parameters(), parts.model.parameters(), strict=True):
             assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_skipping_zero_gradient_episodes_leaves_the_update_unchanged(tmp_path: Path) -> None:
+    # AIPO helper terms on every episode (not only A > 0), two minibatches, micro-batches of 3
+    settings = {
+        "loss": {"agent_mode": "aipo", "agent_positive_only": False},
+        "rollout": {"problems_per_step": 3},
+    }
+    results, metrics = {}, {}
+    batch = None
+    for skip in (False, True):
+        optim = {"skip_zero_gradient_rows": skip, "minibatches": 2}
+        trainer = make_trainer(make_config(tmp_path / str(skip), **settings, optim=optim))
+        if batch is None:  # one batch for both; its first group made all-wrong (advantage 0)
+            batch = trainer.collect()
+            first = batch.group_ids == batch.group_ids[0]
+            batch = replace(batch, rewards=torch.where(first, 0.0, batch.rewards.float()))
+        # a second update where every advantage is 0: AdamW's moments still move the weights
+        same_rewards = replace(batch, rewards=torch.zeros_like(batch.rewards))
+        torch.manual_seed(1)
+        metrics[skip] = trainer.update(batch)
+        moved = parameters(trainer)
+        trainer.update(same_rewards)
+        results[skip] = parameters(trainer)
+        assert not same(moved, results[skip])
+    assert 0 < metrics[True]["charts/skipped_rows"] < 1 and metrics[False]["charts/skipped_rows"] == 0
+    assert metrics[True]["losses/loss"] == pytest.approx(metrics[False]["losses/loss"], rel=1e-5, abs=1e-8)
+    for a, b in zip(results[False], results[True], strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_micro_batches_hold_whole_groups(tmp_path: Path) -> None:
+    trainer = make_trainer(make_config(tmp_path, rollout={"problems_per_step": 3}))
+    batch = trainer.collect()
+    rows = trainer._shuffled_rows(batch)
+    assert sorted(rows.tolist()) == list(range(len(batch)))
+    groups = batch.group_ids[rows].tolist()
+    # each group's rows are contiguous: the group id changes exactly (groups - 1) times
+    assert sum(a != b for a, b in zip(groups, groups[1:], strict=False)) == len(set(groups)) - 1
 
 
 def test_exact_resume(tmp_path: Path) -> None:
