@@ -255,6 +255,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 live = rows[~skip[rows]]  # skipped rows add 0 to the loss and its gradient
                 micros = live.split(optim.micro_batch_size) if len(live) else ()
+                totals["losses/loss"] += 0.0  # logged even when every episode is skipped
                 for index, micro in enumerate(micros):
                     with gradient_sync(self.model, last=index == len(micros) - 1):
                         loss, stats = self._backward(

@@ -94,7 +94,8 @@ def test_skipping_zero_gradient_episodes_leaves_the_update_unchanged(tmp_path: P
         torch.manual_seed(1)
         metrics[skip] = trainer.update(batch)
         moved = parameters(trainer)
-        trainer.update(same_rewards)
+        nothing_to_learn = trainer.update(same_rewards)
+        assert nothing_to_learn["losses/loss"] == 0 and nothing_to_learn["charts/skipped_rows"] == float(skip)
         results[skip] = parameters(trainer)
         assert not same(moved, results[skip])
     assert 0 < metrics[True]["charts/skipped_rows"] < 1 and metrics[False]["charts/skipped_rows"] == 0
