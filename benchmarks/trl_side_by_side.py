@@ -6,8 +6,13 @@
 
 What both frameworks get, the same for each:
 
-* the model: one tiny Qwen2-style model (:mod:`policies.tiny`), written once with
-  ``save_pretrained`` and loaded from that directory by both;
+* the model: one tiny Qwen2-style model (:mod:`policies.tiny`), given ``--sft-steps`` steps of
+  supervised warm-up (:func:`algorithms.sft.supervised_warmup`) on worked solutions of
+  ``--sft-examples`` problems of the same level's *test* split, written once with
+  ``save_pretrained`` and loaded from that directory by both. Random weights never answer
+  correctly, so every advantage would be 0; after the warm-up some completions are right and
+  groups have mixed rewards, as in real training. The share of groups whose rewards are all equal
+  (advantage 0 for every completion) is reported for each framework;
 * the prompts: ``aipo/Arithmetic-v0`` problems as the env shows them (consults off, one turn),
   encoded as ``<bos>`` + text by the same tokenizer;
 * the reward: the env's own score of the completion (correct answer = 1);
@@ -21,9 +26,12 @@ What both frameworks get, the same for each:
 * float32 weights and activations, no gradient checkpointing (TRL's defaults, bf16 autocast and
   gradient checkpointing, are switched off to match ours).
 
-Each framework runs in its own subprocess (so that peak resident memory is its own) with the same
-number of torch threads. The two processes take turns step by step (one waits while the other
-runs a step; who goes first alternates), so that on a shared machine both see the same load. A
+Ours runs twice: as configured by default (``aipo``: episodes with advantage 0 skip the forward
+and backward, which leaves the update unchanged; ``optim.skip_zero_gradient_rows``) and with
+that skip off (``aipo-noskip``); TRL has no such skip. Each of the three runs in its own
+subprocess (so that peak resident memory is its own) with the same number of torch threads. The
+processes take turns step by step (one runs a step while the others wait; the order rotates each
+step), so that on a shared machine all see the same load. A
 step's time runs from the moment it may start to the end of the step, logging included; the first
 ``--warmup`` steps are not counted, and the figures are medians over all ``--rounds`` (fresh
 processes each round). Ratios are ours / TRL's (below 1: ours is faster / smaller).
@@ -45,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_ID = "aipo/Arithmetic-v0"
-FRAMEWORKS = ("aipo", "trl")
+FRAMEWORKS = ("aipo", "aipo-noskip", "trl")
 
 
 def env_kwargs(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -105,19 +113,22 @@ def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]
         f"optim.lr={arguments.lr}",
         f"optim.micro_batch_size={arguments.prompts * arguments.group_size}",
         "optim.max_grad_norm=1.0",
+        f"optim.skip_zero_gradient_rows={arguments.worker == 'aipo'}",
     ]
     config = load_config(TrainConfig, None, overrides)
-    rollout_s: list[float] = []
+    phases: dict[str, list[float]] = {"rollout_s": [], "accuracy": [], "zero_variance_groups": []}
 
     def step_done(_: Trainer, metrics: dict[str, float]) -> None:
         gate.step_done()
-        rollout_s.append(metrics["perf/rollout_s"])
+        phases["rollout_s"].append(metrics["perf/rollout_s"])
+        phases["accuracy"].append(metrics["rollout/accuracy"])
+        phases["zero_variance_groups"].append(metrics["rollout/zero_variance_groups"])
         gate.wait()
 
     trainer = Trainer(config, callbacks=[step_done])
     gate.wait()
     trainer.learn()
-    return {"rollout_s": rollout_s}
+    return phases
 
 
 def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]:
@@ -129,13 +140,18 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
     import aipo_env  # noqa: F401  (registers the env ids)
 
     env = gym.make(ENV_ID, **env_kwargs(arguments))
+    phases: dict[str, list[float]] = {"rollout_s": [], "accuracy": [], "zero_variance_groups": []}
     rows = [{"prompt": env.reset(options={"index": i})[0], "index": i} for i in range(arguments.problems)]
 
     def correctness(completions: list[str], index: list[int], **_: Any) -> list[float]:
         rewards = []
+        groups: dict[int, set[float]] = {}
         for completion, problem in zip(completions, index, strict=True):
             env.reset(options={"index": int(problem)})
             rewards.append(float(env.step(completion)[1]))
+            groups.setdefault(int(problem), set()).add(rewards[-1])
+        phases["accuracy"].append(sum(reward == 1.0 for reward in rewards) / len(rewards))
+        phases["zero_variance_groups"].append(sum(len(seen) == 1 for seen in groups.values()) / len(groups))
         return rewards
 
     class Gated(TrainerCallback):
@@ -154,7 +170,7 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
             try:
                 return super()._generate_and_score_completions(inputs)
             finally:
-                rollout_s.append(time.perf_counter() - started)
+                phases["rollout_s"].append(time.perf_counter() - started)
 
     config = GRPOConfig(
         output_dir=str(arguments.out / "trl_run"),
@@ -192,7 +208,6 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
         bf16=False,
         gradient_checkpointing=False,
     )
-    rollout_s: list[float] = []
     trainer = TimedGRPOTrainer(
         model=str(arguments.out / "model"),
         reward_funcs=correctness,
@@ -202,7 +217,7 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
         callbacks=[Gated()],
     )
     trainer.train()
-    return {"rollout_s": rollout_s}
+    return phases
 
 
 def worker(arguments: argparse.Namespace) -> None:
@@ -214,7 +229,7 @@ def worker(arguments: argparse.Namespace) -> None:
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     gate = Gate()
-    phases = (run_aipo if arguments.worker == "aipo" else run_trl)(arguments, gate)
+    phases = (run_trl if arguments.worker == "trl" else run_aipo)(arguments, gate)
     phases["update_s"] = [
         step - rollout for step, rollout in zip(gate.step_s, phases["rollout_s"], strict=False)
     ]
@@ -287,12 +302,13 @@ class Worker:
 
 
 def run_round(arguments: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Both workers, one step each in turn (who goes first alternates); returns their results."""
+    """All workers, one step each in turn (the order rotates every step); returns their results."""
     workers = {framework: Worker(framework, arguments) for framework in FRAMEWORKS}
     for worker_ in workers.values():
         worker_.expect("READY")
     for step in range(arguments.warmup + arguments.steps):
-        for framework in FRAMEWORKS if step % 2 == 0 else FRAMEWORKS[::-1]:
+        turn = step % len(FRAMEWORKS)
+        for framework in FRAMEWORKS[turn:] + FRAMEWORKS[:turn]:
             workers[framework].go()
             workers[framework].expect("READY")
     return {framework: worker_.finish() for framework, worker_ in workers.items()}
@@ -307,14 +323,61 @@ def summarise(runs: dict[str, list[dict[str, Any]]], warmup: int) -> dict[str, A
             "step_s": steps,
             "peak_rss_gib": max(result["peak_rss_gib"] for result in results),
         }
-        for phase in ("rollout_s", "update_s"):
+        for phase in ("rollout_s", "update_s", "accuracy", "zero_variance_groups"):
             values = [value for result in results for value in result["phases"].get(phase, [])[warmup:]]
-            if values:
+            if values and phase.endswith("_s"):
                 entry[f"median_{phase}"] = statistics.median(values)
+            elif values:
+                entry[f"mean_{phase}"] = statistics.mean(values)
         summary[framework] = entry
-    summary["time_ratio"] = summary["aipo"]["median_step_s"] / summary["trl"]["median_step_s"]
-    summary["memory_ratio"] = summary["aipo"]["peak_rss_gib"] / summary["trl"]["peak_rss_gib"]
+    for ours in ("aipo", "aipo-noskip"):
+        summary[f"{ours}/trl"] = {
+            "time": summary[ours]["median_step_s"] / summary["trl"]["median_step_s"],
+            "rollout": summary[ours]["median_rollout_s"] / summary["trl"]["median_rollout_s"],
+            "update": summary[ours]["median_update_s"] / summary["trl"]["median_update_s"],
+            "memory": summary[ours]["peak_rss_gib"] / summary["trl"]["peak_rss_gib"],
+        }
     return summary
+
+
+def prepare_model(arguments: argparse.Namespace) -> Path:
+    """The tiny model after its supervised warm-up, saved once (reused while the settings match)."""
+    import gymnasium as gym
+    import torch
+
+    from aipo.demonstrations import demonstrate
+    from algorithms.sft import SFTSettings, supervised_warmup
+    from policies.hf import HFPolicy
+    from policies.tiny import save_tiny
+
+    directory = arguments.out / "model"
+    settings = {
+        "level": arguments.level,
+        "sft_steps": arguments.sft_steps,
+        "sft_examples": arguments.sft_examples,
+        "seed": arguments.seed,
+    }
+    stamp = directory / "warmup.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == settings:
+        return directory
+    save_tiny(directory, seed=arguments.seed)
+    if arguments.sft_steps:
+        torch.set_num_threads(max(arguments.threads, 1))
+        kwargs = env_kwargs(arguments) | {"size": arguments.sft_examples, "split": "test"}
+        demo_env = gym.make(ENV_ID, **kwargs)
+        records = [demonstrate(demo_env, index) for index in range(arguments.sft_examples)]
+        policy = HFPolicy.from_pretrained(directory, device="cpu", dtype=torch.float32)
+        settings_ = SFTSettings(steps=arguments.sft_steps, seed=arguments.seed, progress=False)
+        started = time.perf_counter()
+        history = supervised_warmup(policy, records, settings_)
+        print(
+            f"warm-up: {arguments.sft_steps} steps in {time.perf_counter() - started:.0f} s, "
+            f"final loss {history[-1]['loss']:.3f}",
+            flush=True,
+        )
+        policy.save_pretrained(directory)
+    stamp.write_text(json.dumps(settings))
+    return directory
 
 
 def main() -> None:
@@ -332,6 +395,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="fresh pairs of processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sft-steps", type=int, default=500, help="warm-up steps of the model (0: random)")
+    parser.add_argument("--sft-examples", type=int, default=2000, help="worked solutions to warm up on")
     parser.add_argument("--out", type=Path, default=Path("results/trl_side_by_side"))
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -340,9 +405,7 @@ def main() -> None:
         return
     if importlib.util.find_spec("trl") is None:
         raise SystemExit('this benchmark needs TRL: pip install -e ".[bench]" (or pip install "trl>=1.16")')
-    from policies.tiny import save_tiny
-
-    save_tiny(arguments.out / "model", seed=arguments.seed)
+    prepare_model(arguments)
     runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in FRAMEWORKS}
     for round_ in range(arguments.rounds):
         for framework, result in run_round(arguments).items():
@@ -359,10 +422,21 @@ def main() -> None:
             for phase in ("median_rollout_s", "median_update_s")
             if phase in entry
         )
-        print(
-            f"{framework:>5}: {entry['median_step_s']:.3f} s/step  peak RSS {entry['peak_rss_gib']:.2f} GiB{phases}"
+        rewards = "".join(
+            f"  {name.removeprefix('mean_')} {entry[name]:.2f}"
+            for name in ("mean_accuracy", "mean_zero_variance_groups")
+            if name in entry
         )
-    print(f"ours / TRL: time {summary['time_ratio']:.2f}x  memory {summary['memory_ratio']:.2f}x")
+        print(
+            f"{framework:>11}: {entry['median_step_s']:.3f} s/step  peak RSS {entry['peak_rss_gib']:.2f} GiB"
+            f"{phases}{rewards}"
+        )
+    for ours in ("aipo", "aipo-noskip"):
+        ratio = summary[f"{ours}/trl"]
+        print(
+            f"{ours} / TRL: time {ratio['time']:.2f}x (rollout {ratio['rollout']:.2f}x, update "
+            f"{ratio['update']:.2f}x)  memory {ratio['memory']:.2f}x"
+        )
     print(json.dumps({"versions": summary["versions"], "machine": summary["machine"]}))
 
 
