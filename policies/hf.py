@@ -15,8 +15,9 @@ Two ways to drive it:
 
 Sampling is one loop over a KV cache: contexts are left-padded (no mask at all when they have
 equal lengths), identical contexts (a GRPO group) are prefilled once, and a row leaves the batch
-the moment its turn ends, so later steps compute only the rows still going. Stop strings are
-checked by decoding only rows whose newest token could complete one.
+the moment its turn ends, so later steps compute only the rows still going. The cache reserves
+room for the new tokens (:mod:`policies.kv_cache`) instead of growing by concatenation. Stop
+strings are checked by decoding only rows whose newest token could complete one.
 
 The behaviour log-prob of a sampled token is ``log softmax(warped logits / temperature)`` at that
 token, taken from the very distribution it was sampled from (after ``top_k`` / ``top_p``). With the
@@ -43,6 +44,7 @@ from transformers import (
 )
 
 from policies.base import Action, Policy
+from policies.kv_cache import reserve
 
 TINY = "tiny"
 
@@ -252,6 +254,7 @@ class HFPolicy(Policy):
         if len(unique) < len(contexts):
             cache.reorder_cache(rows)
             logits = logits[rows]
+        reserve(cache, longest + max_new)  # new tokens are written in place, not appended by torch.cat
         attention_mask, position = attention_mask.to(device)[rows], positions[:, -1:].to(device)[rows] + 1
 
         batch = len(contexts)
