@@ -3,13 +3,15 @@
     pip install -e ".[bench]"                        # TRL, for this script only
     python benchmarks/trl_side_by_side.py            # 2 rounds x (1 warm-up + 5 timed steps) each
     python benchmarks/trl_side_by_side.py --rounds 1 --steps 3 --group-size 4
+    python benchmarks/trl_side_by_side.py --sft-steps 0  # random weights: every advantage is 0
 
 What both frameworks get, the same for each:
 
 * the model: one tiny Qwen2-style model (:mod:`policies.tiny`), given ``--sft-steps`` steps of
   supervised warm-up (:func:`algorithms.sft.supervised_warmup`) on worked solutions of
   ``--sft-examples`` problems of the same level's *test* split, written once with
-  ``save_pretrained`` and loaded from that directory by both. Random weights never answer
+  ``save_pretrained`` and loaded from that directory by both (reused by later runs with the same
+  settings and ``--out``). Random weights never answer
   correctly, so every advantage would be 0; after the warm-up some completions are right and
   groups have mixed rewards, as in real training. The share of groups whose rewards are all equal
   (advantage 0 for every completion) is reported for each framework;
