@@ -265,9 +265,8 @@ class Trainer:
                     for name, value in stats.items():
                         totals[name] += value * len(micro) / len(live)
                         stat_weights[name] += len(micro) / len(live)
-                if not len(
-                    micros
-                ):  # AdamW still steps on a zero gradient (moments decay), as without the skip
+                if not micros:
+                    # AdamW still steps on a zero gradient (its moments decay), as without the skip
                     for parameter in self.parameters:
                         parameter.grad = torch.zeros_like(parameter)
                 norm = torch.nn.utils.clip_grad_norm_(self.parameters, optim.max_grad_norm or float("inf"))
