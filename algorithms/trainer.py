@@ -22,7 +22,6 @@ Only rank 0 logs, shows progress and writes files.
 
 from __future__ import annotations
 
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import get_scheduler, set_seed
 
 import aipo_env  # noqa: F401  (registers the env ids)
 from algorithms.advantages import group_advantages
@@ -100,10 +99,7 @@ class Trainer:
         self.config, self.callbacks = config, list(callbacks)
         self.ranks, self.device = join_process_group(resolve_device(config.device))
         check_layout(config, self.ranks.world_size)
-        seed = config.seed + self.ranks.rank
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        set_seed(config.seed + self.ranks.rank)  # python, numpy and torch
         checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
         settings = config.rollout.model_dump(exclude={"problems_per_step", "group_size"})
         if policy is None:
@@ -417,12 +413,8 @@ class Trainer:
         if rng is not None:
             restore_rng(rng)
         else:  # a rank the checkpoint has no state for (another world size)
-            seed = int(
-                np.random.SeedSequence([self.config.seed, self.ranks.rank, self.step]).generate_state(1)[0]
-            )
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
+            sequence = np.random.SeedSequence([self.config.seed, self.ranks.rank, self.step])
+            set_seed(int(sequence.generate_state(1)[0]))
 
     def _make_envs(self) -> list[gym.Env]:
         env = self.config.env
