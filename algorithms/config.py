@@ -73,6 +73,24 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature (the learner uses it too).")
     top_k: int = Field(0, ge=0, description="Sample from the top k tokens only (0 = all).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (1 = off).")
+    guided_per_group: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Episodes per group whose first turn is a scripted consult (guided exploration); the "
+            "request is context, not learned, and the policy plays the rest. 0 = off."
+        ),
+    )
+    guide_agent: str = Field("reasoning", description="The agent a guided episode consults first.")
+    guide_query: str = Field("next step", description="The query of a guided episode's first consult.")
+
+    @model_validator(mode="after")
+    def _guided_fit(self) -> RolloutConfig:
+        if self.guided_per_group > self.group_size:
+            raise ValueError(
+                f"guided_per_group ({self.guided_per_group}) cannot exceed group_size ({self.group_size})"
+            )
+        return self
 
 
 class LossConfig(_Strict):

@@ -10,6 +10,11 @@ what the policy generated (the env cut an oversize turn) is re-encoded and its b
 log-probs are marked unknown (``nan``); learners recompute those. A helper segment that carries
 its model's token log-probs gets them on the policy's tokens as ``agent_logprobs``
 (:mod:`algorithms.helper_logprobs`); every other token has ``agent_logprobs = 0``.
+
+Guided exploration (:class:`Guide`): in each group the first ``per_group`` episodes open with a
+scripted consult instead of a sampled turn. The request is written by the rollout, not sampled,
+so it is tokenized as context (``PROMPT``) and never learned; the helper's reply and everything
+the policy writes after it are labelled as usual.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gymnasium as gym
 
@@ -30,6 +36,32 @@ logger = logging.getLogger("algorithms.rollout")
 _warned_unaligned = False
 
 
+@dataclass(frozen=True)
+class Guide:
+    """Guided exploration: the first ``per_group`` episodes of each group consult ``agent`` first.
+
+    Attributes:
+        per_group: guided episodes per group (0 = none).
+        agent: the agent consulted by the scripted first turn.
+        query: its question.
+    """
+
+    per_group: int = 0
+    agent: str = "reasoning"
+    query: str = "next step"
+
+    def opening(self, env: gym.Env) -> Action:
+        """The scripted first turn, in ``env``'s own action protocol."""
+        protocol = getattr(env.unwrapped, "protocol", None)
+        if protocol is None:
+            raise ValueError("guided episodes need an aipo env (one with a `protocol` attribute)")
+        if self.agent not in protocol.agents:
+            raise ValueError(
+                f"rollout.guide_agent={self.agent!r} is not one of the env's agents {list(protocol.agents)}"
+            )
+        return Action(protocol.consult(self.agent, self.query))
+
+
 def rollout(
     policy: TokenPolicy,
     envs: Sequence[gym.Env],
@@ -37,6 +69,7 @@ def rollout(
     group_size: int,
     *,
     greedy: bool = False,
+    guide: Guide | None = None,
 ) -> list[TokenizedEpisode]:
     """Play ``group_size`` episodes of each problem, one env per episode, turns batched.
 
@@ -47,11 +80,15 @@ def rollout(
         problems: dataset indices, passed as ``reset(options={"index": i})``.
         group_size: episodes per problem (``G``).
         greedy: take the most likely token instead of sampling.
+        guide: opens the first ``guide.per_group`` episodes of each group with a scripted consult.
 
     Returns:
         The episodes in env order; ``group`` is the problem's position in ``problems``.
     """
     slots = _assign(envs, problems, group_size)
+    guided = 0 if guide is None else guide.per_group
+    if guided > group_size:
+        raise ValueError(f"{guided} guided episodes per group do not fit in groups of {group_size}")
     contexts: list[list[int]] = []
     shown: list[str] = []
     for env, index in slots:
@@ -61,8 +98,17 @@ def rollout(
     turns: list[list[Action]] = [[] for _ in slots]
     records: list[EpisodeRecord | None] = [None] * len(slots)
     active = list(range(len(slots)))
+    scripted = [slot % group_size < guided for slot in active]
     while active:
-        actions = policy.generate([contexts[slot] for slot in active], greedy=greedy)
+        opening = {slot for slot in active if scripted[slot] and not turns[slot]}
+        sampled = [slot for slot in active if slot not in opening]
+        generated = iter(
+            policy.generate([contexts[slot] for slot in sampled], greedy=greedy) if sampled else ()
+        )
+        actions = [
+            guide.opening(slots[slot][0]) if slot in opening else next(generated)  # type: ignore[union-attr]
+            for slot in active
+        ]
         still_active = []
         for slot, action in zip(active, actions, strict=True):
             observation, _, terminated, truncated, info = slots[slot][0].step(action.text)
@@ -72,14 +118,18 @@ def rollout(
                 continue
             still_active.append(slot)
             expected = shown[slot] + action.text
-            if observation.startswith(expected) and action.token_ids is not None:
+            if observation.startswith(expected) and action.token_ids is None:  # the scripted consult
+                contexts[slot] += policy.encode_text(observation[len(shown[slot]) :])
+            elif observation.startswith(expected):
                 contexts[slot] += [*action.token_ids, *policy.encode_text(observation[len(expected) :])]
             else:  # the env changed the turn's text: continue from the transcript as it is
                 contexts[slot] = policy.encode_prompt(observation)
             shown[slot] = observation
         active = still_active
     return [
-        tokenize_episode(policy, record, turns[slot], group=slot // group_size)
+        tokenize_episode(
+            policy, record, turns[slot], group=slot // group_size, scripted_turns=int(scripted[slot])
+        )
         for slot, record in enumerate(records)
         if record is not None
     ]
@@ -92,14 +142,20 @@ def collect(
     group_size: int,
     *,
     greedy: bool = False,
+    guide: Guide | None = None,
 ) -> EpisodeBatch:
     """:func:`rollout`, collated into an :class:`~algorithms.batch.EpisodeBatch`."""
-    episodes = rollout(policy, envs, problems, group_size, greedy=greedy)
+    episodes = rollout(policy, envs, problems, group_size, greedy=greedy, guide=guide)
     return collate(episodes, policy.pad_token_id)
 
 
 def tokenize_episode(
-    policy: TokenPolicy, record: EpisodeRecord, actions: Sequence[Action], group: int
+    policy: TokenPolicy,
+    record: EpisodeRecord,
+    actions: Sequence[Action],
+    group: int,
+    *,
+    scripted_turns: int = 0,
 ) -> TokenizedEpisode:
     """Tokenize a finished episode segment by segment.
 
@@ -116,6 +172,8 @@ def tokenize_episode(
         record: the env's episode record.
         actions: the policy's turns in order; their token ids are used for the policy segments.
         group: the episode's group id.
+        scripted_turns: how many of the first policy turns were written by the rollout (a
+            guided episode's opening consult); they are tokenized as context (``PROMPT``).
     """
     ids: list[int] = []
     sources: list[int] = []
@@ -123,8 +181,14 @@ def tokenize_episode(
     agent: list[float] = []
     unaligned = 0
     turns = iter(actions)
+    played = 0
     for position, segment in enumerate(record.segments):
-        if segment.source == "policy":
+        if segment.source == "policy" and played < scripted_turns:
+            next(turns, None)
+            played += 1
+            pieces = policy.encode_text(segment.text)
+            logprobs, source = [0.0] * len(pieces), PROMPT
+        elif segment.source == "policy":
             action = next(turns, None)
             if action is not None and action.token_ids is not None and action.text == segment.text:
                 pieces, logprobs = list(action.token_ids), list(action.logprobs or ())

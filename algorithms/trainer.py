@@ -74,7 +74,7 @@ from algorithms.distributed import (
 from algorithms.losses import token_logprobs
 from algorithms.metrics import rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
-from algorithms.rollout import collect
+from algorithms.rollout import Guide, collect
 from algorithms.run_log import RunLog
 from policies.hf import HFPolicy
 
@@ -101,7 +101,7 @@ class Trainer:
         check_layout(config, self.ranks.world_size)
         set_seed(config.seed + self.ranks.rank)  # python, numpy and torch
         checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
-        settings = config.rollout.model_dump(exclude={"problems_per_step", "group_size"})
+        settings = config.rollout.model_dump(include={"max_new_tokens", "temperature", "top_k", "top_p"})
         if policy is None:
             path = checkpoint / MODEL_DIR if checkpoint else None
             policy = load_policy(config.model, self.device, name_or_path=path, **settings)
@@ -202,8 +202,10 @@ class Trainer:
     def collect(self) -> EpisodeBatch:
         """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""
         problems = local_problems(self.next_problems(), self.ranks)
+        settings = self.config.rollout
+        guide = Guide(settings.guided_per_group, settings.guide_agent, settings.guide_query)
         with self._autocast(), whole_weights(self.model):
-            return collect(self.policy, self.envs, problems, self.config.rollout.group_size)
+            return collect(self.policy, self.envs, problems, settings.group_size, guide=guide)
 
     def next_problems(self) -> list[int]:
         """The next problems of the seeded order; a new order is drawn after each pass."""

@@ -30,6 +30,7 @@ def test_yaml_and_overrides_with_typed_values(tmp_path: Path) -> None:
         ("rollout.group_size=0", "rollout.group_size"),
         ("steps=many", "steps"),
         ("loss.agent_clip_min=5", "agent_clip_min"),
+        ("rollout.guided_per_group=9", "guided_per_group"),
     ],
 )
 def test_bad_keys_and_values_are_named(override: str, named: str) -> None:

@@ -8,7 +8,7 @@ from scripted_lm import ForcedPolicy
 import aipo_env  # noqa: F401  (registers the ids)
 from algorithms.batch import AGENT, POLICY, PROMPT
 from algorithms.losses import token_logprobs
-from algorithms.rollout import collect, play, rollout
+from algorithms.rollout import Guide, collect, play, rollout
 from policies import ConsultFirst, HFPolicy
 
 
@@ -70,3 +70,32 @@ def test_play_runs_scripted_baselines_and_checks_env_count() -> None:
     assert [record.correct for record in records] == [True, True, True]
     with pytest.raises(ValueError, match="need 4 envs"):
         play(ConsultFirst("reasoning"), make_envs(3), [0, 1], group_size=2)
+
+
+def test_guided_episodes_open_with_a_scripted_consult_that_is_not_learned() -> None:
+    never_consults = ForcedPolicy(HFPolicy.from_pretrained("tiny", device="cpu"), consult_prob=0.0)
+    guide = Guide(per_group=2, agent="reasoning", query="next step")
+    batch = collect(never_consults, make_envs(6), [0, 1], group_size=3, guide=guide)
+    opening = '<consult agent="reasoning">next step</consult>'
+    decode = never_consults.tokenizer.decode
+    for position, record in enumerate(batch.records):
+        guided = position % 3 < 2
+        assert record.consults["reasoning"] == int(guided)
+        # level 1 is one step: the revealed step is the answer, so guided episodes are correct
+        assert record.correct == guided
+        ids, sources = batch.input_ids[position], batch.source[position]
+        learned = decode(ids[sources == POLICY].tolist(), skip_special_tokens=True)
+        assert opening not in learned
+        assert (opening in decode(ids[sources == PROMPT].tolist())) == guided
+        assert (sources == AGENT).any() == guided
+    with torch.no_grad():
+        logprobs, _ = token_logprobs(never_consults.model, batch.input_ids, batch.attention_mask)
+    mask = batch.policy_mask
+    assert torch.allclose(logprobs[mask], batch.behaviour_logprobs[mask], atol=1e-4)
+
+
+def test_a_guide_must_name_one_of_the_envs_agents(policy: ForcedPolicy) -> None:
+    with pytest.raises(ValueError, match="guide_agent='oracle'"):
+        rollout(policy, make_envs(2), [0], group_size=2, guide=Guide(per_group=1, agent="oracle"))
+    with pytest.raises(ValueError, match="do not fit"):
+        rollout(policy, make_envs(2), [0], group_size=2, guide=Guide(per_group=3))

@@ -52,6 +52,16 @@ def test_grpo_and_aipo_steps_change_the_parameters_differently(tmp_path: Path) -
     assert not same(results["mask"], results["aipo"])
 
 
+def test_guided_episodes_consult_first_in_training(tmp_path: Path) -> None:
+    config = make_config(tmp_path, rollout={"guided_per_group": 1})
+    base = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16)
+    trainer = Trainer(config, policy=ForcedPolicy(base, consult_prob=0.0))
+    batch = trainer.collect()
+    consulted = [record.consults["reasoning"] for record in batch.records]
+    assert consulted == [1, 0, 0, 0, 1, 0, 0, 0]
+    assert trainer.update(batch)["losses/loss"] != 0.0
+
+
 def test_the_loss_goes_down_on_a_fixed_batch(tmp_path: Path) -> None:
     trainer = make_trainer(make_config(tmp_path, loss={"agent_mode": "aipo"}))
     batch = trainer.collect()
