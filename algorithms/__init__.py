@@ -10,7 +10,7 @@ from algorithms.aipo import LossInputs, agent_coefficient, agent_token_loss, obj
 from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch, TokenizedEpisode, collate
 from algorithms.config import EvalConfig, LossConfig, TrainConfig, load_config
 from algorithms.losses import aggregate, clipped_surrogate, kl_k3, token_logprobs
-from algorithms.rollout import collect, play, rollout
+from algorithms.rollout import Guide, collect, play, rollout
 from algorithms.trainer import Trainer
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PROMPT",
     "EpisodeBatch",
     "EvalConfig",
+    "Guide",
     "LossConfig",
     "LossInputs",
     "TokenizedEpisode",
