@@ -78,7 +78,8 @@ class RolloutConfig(_Strict):
         ge=0,
         description=(
             "Episodes per group whose first turn is a scripted consult (guided exploration); the "
-            "request is context, not learned, and the policy plays the rest. 0 = off."
+            "request is context, not learned, and the policy plays the rest; rollout/consult_rate "
+            "counts it. 0 = off."
         ),
     )
     guide_agent: str = Field("reasoning", description="The agent a guided episode consults first.")
