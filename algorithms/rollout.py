@@ -118,7 +118,7 @@ def rollout(
                 continue
             still_active.append(slot)
             expected = shown[slot] + action.text
-            if observation.startswith(expected) and action.token_ids is None:  # the scripted consult
+            if observation.startswith(expected) and action.token_ids is None:  # a scripted turn: encode it
                 contexts[slot] += policy.encode_text(observation[len(shown[slot]) :])
             elif observation.startswith(expected):
                 contexts[slot] += [*action.token_ids, *policy.encode_text(observation[len(expected) :])]
