@@ -99,14 +99,14 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     """Warm-up, every arm and the evaluations for one seed."""
     warmup_dir = config.output_dir / f"seed-{seed}" / "warmup"
     started = time.perf_counter()
+    first = arm_config(config, next(iter(config.arms)), seed, warmup_dir)
+    hard = {**first.env.kwargs, "split": "test"}
     earlier = config.warmup_from / f"seed-{seed}" / "warmup" if config.warmup_from else None
     if earlier is not None and (earlier / "config.json").is_file():
         log(f"   reusing the warm-up model in {earlier}")
         warmup_dir, history = earlier, []
     else:
-        history = warm_up(config, seed, warmup_dir)
-    first = arm_config(config, next(iter(config.arms)), seed, warmup_dir)
-    hard = {**first.env.kwargs, "split": "test"}
+        history = warm_up(config, seed, warmup_dir, hard_level=hard["level"])
     easy = {**hard, "level": list(config.warmup.levels)}
     warm = _load(config, warmup_dir, first.rollout.max_new_tokens)
     out: dict[str, Any] = {
@@ -143,13 +143,20 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     return out
 
 
-def warm_up(config: DemoConfig, seed: int, directory: Path) -> list[dict[str, float]]:
-    """Supervised warm-up of a fresh tiny model on easy levels; saves it into ``directory``."""
+def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> list[dict[str, float]]:
+    """Supervised warm-up on the easy levels, saved into ``directory``.
+
+    Of ``warmup.demonstrations`` episodes, ``round(hard_share * demonstrations)`` solve train-split
+    problems of ``hard_level`` without consulting; the rest are the easy levels' demonstrations.
+    """
     warmup = config.warmup
     env_kwargs = {"level": list(warmup.levels), "max_turns": 4, "max_consults": 3, "instructions": False}
+    hard = round(warmup.hard_share * warmup.demonstrations)
     records = warmup_demonstrations(
-        env_kwargs, warmup.demonstrations, warmup.consult_share, seed=seed, style=warmup.consult_style
+        env_kwargs, warmup.demonstrations - hard, warmup.consult_share, seed=seed, style=warmup.consult_style
     )
+    if hard:
+        records += warmup_demonstrations({**env_kwargs, "level": hard_level}, hard, 0.0, seed=seed)
     model = config.model.model_copy(update={"tiny": config.model.tiny.model_copy(update={"seed": seed})})
     policy = load_policy(model, torch.device("cpu"))
     settings = SFTSettings(

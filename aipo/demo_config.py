@@ -21,7 +21,11 @@ AGENT_MODES = ("mask", "raw", "luffy", "aipo")
 
 
 class WarmupConfig(_Strict):
-    """Supervised warm-up on easy levels (it fixes the model's capability boundary)."""
+    """Supervised warm-up on easy levels (it fixes the model's capability boundary).
+
+    It starts from ``model`` of the demo config: the fresh tiny model by default, or a saved one
+    (``model.name_or_path=DIR``) to continue an earlier warm-up.
+    """
 
     levels: tuple[int, int] = Field((1, 2), description="Inclusive range of arithmetic levels shown.")
     demonstrations: int = Field(20000, ge=1, description="Demonstration episodes (problems 0..N-1).")
@@ -32,6 +36,13 @@ class WarmupConfig(_Strict):
         "subset",
         description="subset: ask for a random set of steps; until_done: ask for every step from a random "
         "one on, and once more until the agent says all steps are written (aipo/demonstrations.py).",
+    )
+    hard_share: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of demonstrations that solve a problem of the arms' hard level alone (train "
+        "split; evaluation uses the test split). A small share keeps the hard skill rare but reachable.",
     )
     steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)

@@ -104,3 +104,34 @@ def test_until_done_demonstrations_ask_until_the_agent_says_every_step_is_writte
         assert "All steps of the solution are already written" in replies[-1]
     with pytest.raises(ValueError, match="style"):
         warmup_demonstrations(kwargs, 4, 0.5, style="sometimes")
+
+
+def test_a_hard_share_adds_hard_train_problems_solved_alone_and_continues_a_saved_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aipo import demo
+
+    seen: dict = {}
+
+    def record(policy, records, settings):
+        seen["records"], seen["weights"] = records, next(policy.model.parameters()).detach().clone()
+        return []
+
+    monkeypatch.setattr(demo, "supervised_warmup", record)
+    config = load_demo_config(
+        EXAMPLES / "demo_quick.yaml", ["warmup.demonstrations=40", "warmup.hard_share=0.1"]
+    )
+    demo.warm_up(config, 0, tmp_path / "first", hard_level=3)
+    levels = [record.problem_id.split("-")[2] for record in seen["records"]]
+    assert levels.count("L3") == 4 and set(levels) == {"L1", "L2", "L3"}
+    hard = [record for record in seen["records"] if "-L3-" in record.problem_id]
+    assert all(r.correct and not r.consults.get("reasoning") and "-train-" in r.problem_id for r in hard)
+    assert "*" in "".join(record.transcript for record in hard)  # the hard skill is shown
+
+    saved = dict(seen)
+    later = load_demo_config(EXAMPLES / "demo_quick.yaml", [f"model.name_or_path={tmp_path / 'first'}"])
+    demo.warm_up(later, 1, tmp_path / "second", hard_level=3)
+    assert all("-L3-" not in record.problem_id for record in seen["records"])  # hard_share 0: none
+    assert torch.equal(seen["weights"], saved["weights"])  # started from the saved model, not a fresh one
+    with pytest.raises(ValueError, match="hard_share"):
+        load_demo_config(EXAMPLES / "demo_quick.yaml", ["warmup.hard_share=1.5"])
