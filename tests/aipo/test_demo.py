@@ -135,3 +135,19 @@ def test_a_hard_share_adds_hard_train_problems_solved_alone_and_continues_a_save
     assert torch.equal(seen["weights"], saved["weights"])  # started from the saved model, not a fresh one
     with pytest.raises(ValueError, match="hard_share"):
         load_demo_config(EXAMPLES / "demo_quick.yaml", ["warmup.hard_share=1.5"])
+
+
+def test_every_example_config_loads() -> None:
+    """Each examples/*.yaml loads under the schema of the command its header runs it with."""
+    from algorithms.config import EvalConfig, TrainConfig, load_config
+
+    loaded = set()
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        header = path.read_text().split("\n#   ", 1)[1]
+        if header.startswith("aipo demo"):
+            config = load_demo_config(path)
+            assert all(arm.config.is_file() for arm in config.arms.values()), path
+        else:
+            load_config(EvalConfig if header.startswith("aipo eval") else TrainConfig, path)
+        loaded.add(path.name)
+    assert {"demo.yaml", "demo_quick.yaml", "demo_rare.yaml", "eval_arithmetic.yaml"} <= loaded
