@@ -79,7 +79,7 @@ class RolloutConfig(_Strict):
         description=(
             "Episodes per group whose first turn is a scripted consult (guided exploration); the "
             "request is context, not learned, and the policy plays the rest; rollout/consult_rate "
-            "counts it. 0 = off."
+            "counts it, rollout/unguided_consult_rate counts the other episodes only. 0 = off."
         ),
     )
     guide_agent: str = Field("reasoning", description="The agent a guided episode consults first.")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from algorithms.advantages import zero_variance_fraction
 from algorithms.batch import EpisodeBatch
 
 
-def rollout_metrics(batch: EpisodeBatch) -> dict[str, float]:
+def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str, float]:
     """Reward, accuracy, consults per agent, zero-variance groups and token counts of ``batch``.
 
-    ``rollout/consult_rate`` is the fraction of episodes with at least one answered consult;
+    ``rollout/consult_rate`` is the fraction of episodes with at least one answered consult
+    (guided episodes included); with ``guided_per_group`` > 0 (the first episodes of each group
+    open with a scripted consult), ``rollout/unguided_consult_rate`` is that fraction among the
+    other episodes: how often the policy chooses to consult by itself;
     ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode;
     ``rollout/unaligned_agent_segments`` the helper segments per episode whose reported log-probs
     could not be placed on the policy's tokens (they learned with ``pi_agent = 1``).
@@ -31,6 +36,15 @@ def rollout_metrics(batch: EpisodeBatch) -> dict[str, float]:
     }
     if batch.unaligned_agent_segments is not None:
         metrics["rollout/unaligned_agent_segments"] = float(batch.unaligned_agent_segments.sum()) / count
+    if guided_per_group:
+        rank_in_group = Counter()
+        unguided = []
+        for record, group in zip(records, batch.group_ids.tolist(), strict=True):
+            if rank_in_group[group] >= guided_per_group:
+                unguided.append(record)
+            rank_in_group[group] += 1
+        consulted = sum(sum(record.consults.values()) > 0 for record in unguided)
+        metrics["rollout/unguided_consult_rate"] = consulted / max(len(unguided), 1)
     agents = sorted({agent for record in records for agent in record.consults})
     for agent in agents:
         metrics[f"rollout/consults/{agent}"] = (

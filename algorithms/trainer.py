@@ -183,7 +183,7 @@ class Trainer:
         metrics = self.update(batch)
         updated = time.perf_counter()
         self.step += 1
-        metrics.update(rollout_metrics(batch))
+        metrics.update(rollout_metrics(batch, self.config.rollout.guided_per_group))
         policy_tokens = float(batch.policy_mask.sum())
         all_tokens = float(batch.attention_mask.sum()) * self.config.optim.epochs
         metrics.update(

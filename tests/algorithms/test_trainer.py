@@ -60,6 +60,8 @@ def test_guided_episodes_consult_first_in_training(tmp_path: Path) -> None:
     consulted = [record.consults["reasoning"] for record in batch.records]
     assert consulted == [1, 0, 0, 0, 1, 0, 0, 0]
     assert trainer.update(batch)["losses/loss"] != 0.0
+    metrics = trainer.train_step()  # the scripted consults count in consult_rate, not in the policy's own
+    assert metrics["rollout/consult_rate"] == 0.25 and metrics["rollout/unguided_consult_rate"] == 0.0
 
 
 def test_the_loss_goes_down_on_a_fixed_batch(tmp_path: Path) -> None:
