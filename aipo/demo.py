@@ -144,9 +144,9 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
 
 
 def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> list[dict[str, float]]:
-    """Supervised warm-up on the easy levels, saved into ``directory``.
+    """Supervised warm-up of ``config.model`` on the easy levels, saved into ``directory``.
 
-    Of ``warmup.demonstrations`` episodes, ``round(hard_share * demonstrations)`` solve train-split
+    The model is the fresh tiny one (seeded by ``seed``) or a saved one to continue. Of ``warmup.demonstrations`` episodes, ``round(hard_share * demonstrations)`` solve train-split
     problems of ``hard_level`` without consulting; the rest are the easy levels' demonstrations.
     """
     warmup = config.warmup
@@ -164,7 +164,8 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
     )
     history = supervised_warmup(policy, records, settings)
     policy.save_pretrained(directory)
-    (directory / "warmup.yaml").write_text(yaml.safe_dump(config.warmup.model_dump(mode="json")))
+    provenance = {"started_from": model.name_or_path, "seed": seed, **config.warmup.model_dump(mode="json")}
+    (directory / "warmup.yaml").write_text(yaml.safe_dump(provenance))
     return history
 
 

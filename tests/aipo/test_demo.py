@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from aipo.cli import app
@@ -133,6 +134,8 @@ def test_a_hard_share_adds_hard_train_problems_solved_alone_and_continues_a_save
     demo.warm_up(later, 1, tmp_path / "second", hard_level=3)
     assert all("-L3-" not in record.problem_id for record in seen["records"])  # hard_share 0: none
     assert torch.equal(seen["weights"], saved["weights"])  # started from the saved model, not a fresh one
+    provenance = yaml.safe_load((tmp_path / "second" / "warmup.yaml").read_text())
+    assert provenance["started_from"] == str(tmp_path / "first") and provenance["hard_share"] == 0.0
     with pytest.raises(ValueError, match="hard_share"):
         load_demo_config(EXAMPLES / "demo_quick.yaml", ["warmup.hard_share=1.5"])
 
