@@ -146,7 +146,8 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
 def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> list[dict[str, float]]:
     """Supervised warm-up of ``config.model`` on the easy levels, saved into ``directory``.
 
-    The model is the fresh tiny one (seeded by ``seed``) or a saved one to continue. Of ``warmup.demonstrations`` episodes, ``round(hard_share * demonstrations)`` solve train-split
+    The model is the fresh tiny one (seeded by ``seed``) or a saved one to continue. Of the
+    ``warmup.demonstrations`` episodes, ``round(hard_share * demonstrations)`` solve train-split
     problems of ``hard_level`` without consulting; the rest are the easy levels' demonstrations.
     """
     warmup = config.warmup

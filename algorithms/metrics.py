@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from aipo_env.episode import EpisodeRecord
 from algorithms.advantages import zero_variance_fraction
 from algorithms.batch import EpisodeBatch
 
@@ -24,7 +25,7 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
     metrics = {
         "rollout/reward": float(batch.rewards.mean()),
         "rollout/accuracy": sum(record.correct for record in records) / count,
-        "rollout/consult_rate": sum(sum(record.consults.values()) > 0 for record in records) / count,
+        "rollout/consult_rate": sum(map(_consulted, records)) / count,
         "rollout/unanswered_consults": sum(record.unanswered_consults for record in records) / count,
         "rollout/invalid_actions": sum(record.invalid_actions for record in records) / count,
         "rollout/turns": sum(sum(s.source == "policy" for s in record.segments) for record in records)
@@ -43,11 +44,15 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
             if rank_in_group[group] >= guided_per_group:
                 unguided.append(record)
             rank_in_group[group] += 1
-        consulted = sum(sum(record.consults.values()) > 0 for record in unguided)
-        metrics["rollout/unguided_consult_rate"] = consulted / max(len(unguided), 1)
+        metrics["rollout/unguided_consult_rate"] = sum(map(_consulted, unguided)) / max(len(unguided), 1)
     agents = sorted({agent for record in records for agent in record.consults})
     for agent in agents:
         metrics[f"rollout/consults/{agent}"] = (
             sum(record.consults.get(agent, 0) for record in records) / count
         )
     return metrics
+
+
+def _consulted(record: EpisodeRecord) -> bool:
+    """Whether the episode got at least one consult answered."""
+    return sum(record.consults.values()) > 0
