@@ -17,7 +17,9 @@ Sampling is one loop over a KV cache: contexts are left-padded (no mask at all w
 equal lengths), identical contexts (a GRPO group) are prefilled once, and a row leaves the batch
 the moment its turn ends, so later steps compute only the rows still going. The cache reserves
 room for the new tokens (:mod:`policies.kv_cache`) instead of growing by concatenation. Stop
-strings are checked by decoding only rows whose newest token could complete one.
+strings are checked by decoding only rows whose newest token could complete one. For Qwen2,
+Qwen3 and Llama models each new token goes through :mod:`policies.decode_step` (the same logits
+without the transformers forward's per-call set-up).
 
 The behaviour log-prob of a sampled token is ``log softmax(warped logits / temperature)`` at that
 token, taken from the very distribution it was sampled from (after ``top_k`` / ``top_p``). With the
@@ -44,6 +46,7 @@ from transformers import (
 )
 
 from policies.base import Action, Policy
+from policies.decode_step import decode_step
 from policies.kv_cache import reserve
 
 TINY = "tiny"
@@ -63,6 +66,8 @@ class HFPolicy(Policy):
         top_p: nucleus sampling mass (1 = off).
         stop: strings that end a turn; the default ends a turn after a consult request.
         batch_size: the most sequences generated at once; larger batches are split.
+        fast_decode: decode Qwen2, Qwen3 and Llama models with :mod:`policies.decode_step`
+            (the same logits, less per-token overhead); other models use their own forward.
     """
 
     trainable = True
@@ -79,6 +84,7 @@ class HFPolicy(Policy):
         top_p: float = 1.0,
         stop: Sequence[str] = ("</consult>",),
         batch_size: int = 64,
+        fast_decode: bool = True,
     ) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
@@ -97,7 +103,7 @@ class HFPolicy(Policy):
         self.chat_template = chat_template
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_k, self.top_p = top_k, top_p
-        self.stop, self.batch_size = tuple(stop), batch_size
+        self.stop, self.batch_size, self.fast_decode = tuple(stop), batch_size, fast_decode
         eos = model.generation_config.eos_token_id
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list) else (eos,)
@@ -265,6 +271,7 @@ class HFPolicy(Policy):
         eos = torch.tensor(self.eos_token_ids, device=device)
         stopper = _StopOnText(self.tokenizer, self.stop, 0, self._stop_triggers()) if self.stop else None
         warpers = self._warpers()
+        step_forward = decode_step(self.model) if self.fast_decode else None
         for step in range(max_new):
             scores = logits.float() / self.temperature if self.temperature != 1.0 else logits.float()
             for warper in warpers:
@@ -286,17 +293,22 @@ class HFPolicy(Policy):
             if len(going) < len(active):
                 active, token, position = active[going], token[going], position[going]
                 attention_mask = attention_mask[going]
+                padded = padded and bool((attention_mask == 0).any())  # the padded rows may all be done
                 cache.reorder_cache(going)
             if padded:
                 attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
-            output = self.model(
-                input_ids=token[:, None],
-                attention_mask=attention_mask if padded else None,
-                position_ids=position,
-                use_cache=True,
-                **{self._cache_argument: cache},
-            )
-            logits, position = output.logits[:, -1], position + 1
+            mask = attention_mask if padded else None
+            if step_forward is not None:
+                logits = step_forward(token[:, None], position, cache, mask)[:, -1]
+            else:
+                logits = self.model(
+                    input_ids=token[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **{self._cache_argument: cache},
+                ).logits[:, -1]
+            position = position + 1
         return tokens.cpu(), logprobs.cpu(), lengths.cpu()
 
     def _warpers(self) -> list[LogitsProcessor]:
