@@ -1,9 +1,11 @@
-"""Our GRPO against TRL's ``GRPOTrainer`` on identical work, on CPU: seconds per step and peak memory.
+"""Our GRPO against TRL's ``GRPOTrainer`` on identical work: time per step, tokens/s, memory, MFU.
 
     pip install -e ".[bench]"                        # TRL, for this script only
-    python benchmarks/trl_side_by_side.py            # 2 rounds x (1 warm-up + 5 timed steps) each
+    python benchmarks/trl_side_by_side.py            # CPU: 2 rounds x (1 warm-up + 5 timed steps) each
     python benchmarks/trl_side_by_side.py --rounds 1 --steps 3 --group-size 4
     python benchmarks/trl_side_by_side.py --sft-steps 0  # random weights: every advantage is 0
+    python benchmarks/trl_side_by_side.py --device cuda --shape qwen2-0.5b --sft-steps 0 \
+        --max-new-tokens 512 --rounds 1 --steps 3   # one GPU: ~0.5B Qwen2 shape, bf16 autocast
 
 What both frameworks get, the same for each:
 
@@ -25,18 +27,29 @@ What both frameworks get, the same for each:
 * the update: one AdamW step per generation batch (constant ``--lr``, betas (0.9, 0.999),
   eps 1e-8, no weight decay, grad-norm clip 1), clipped surrogate with eps 0.2 / 0.28,
   token-level aggregation (TRL's ``dapo``), group-std advantages, no KL, entropy computed;
-* float32 weights and activations, no gradient checkpointing (TRL's defaults, bf16 autocast and
-  gradient checkpointing, are switched off to match ours).
+* float32 weights; on CPU float32 activations, on GPU (``--device cuda``) bf16 autocast in both;
+  no gradient checkpointing (TRL's default is switched off to match ours).
 
 Ours runs twice: as configured by default (``aipo``: episodes with advantage 0 skip the forward
 and backward, which leaves the update unchanged; ``optim.skip_zero_gradient_rows``) and with
-that skip off (``aipo-noskip``); TRL has no such skip. Each of the three runs in its own
+that skip off (``aipo-noskip``); TRL has no such skip. Each runs in its own
 subprocess (so that peak resident memory is its own) with the same number of torch threads. The
 processes take turns step by step (one runs a step while the others wait; the order rotates each
 step), so that on a shared machine all see the same load. A
 step's time runs from the moment it may start to the end of the step, logging included; the first
 ``--warmup`` steps are not counted, and the figures are medians over all ``--rounds`` (fresh
-processes each round). Ratios are ours / TRL's (below 1: ours is faster / smaller).
+processes each round). Ratios are ours / TRL's (below 1: ours is faster / smaller), except
+end-to-end throughput (generated tokens per second of whole steps; above 1: ours is faster).
+Without the warm-up (``--sft-steps 0``) the skip would skip every update, so only ``aipo-noskip``
+runs against TRL.
+
+Also reported per framework: tokens per second of the rollout (generated tokens) and of the update
+(every token of every episode), and, where the device's bf16 peak is known (or ``--peak-tflops``
+gives it), the update's model FLOPs utilisation (:mod:`model_flops`). Peak memory is the resident
+set on CPU and ``torch.cuda.max_memory_allocated`` on GPU. With ``--shape qwen2-0.5b`` the model
+is Qwen2.5-0.5B's body with the byte vocabulary and random weights (throughput only). Random
+weights draw EOS about once in 259 tokens, so completions end at varied lengths up to
+``--max-new-tokens`` in both frameworks; tokens/s counts the tokens actually generated.
 """
 
 from __future__ import annotations
@@ -48,14 +61,33 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from lockstep import Gate, Worker, run_round
+from model_flops import bf16_peak_tflops, training_flops
+
 ENV_ID = "aipo/Arithmetic-v0"
 FRAMEWORKS = ("aipo", "aipo-noskip", "trl")
+# Model shapes (policies.tiny.build_tiny_model keywords); "qwen2-0.5b" is Qwen2.5-0.5B's body
+# (24 layers, width 896, 14 query and 2 KV heads) with the byte vocabulary: about 360M parameters.
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "qwen2-0.5b": {
+        "hidden_size": 896,
+        "num_layers": 24,
+        "num_heads": 14,
+        "num_kv_heads": 2,
+        "intermediate_size": 4864,
+    },
+}
+
+
+def frameworks(arguments: argparse.Namespace) -> tuple[str, ...]:
+    """Without the warm-up every advantage is 0 and the skip would skip every update: leave it out."""
+    return FRAMEWORKS if arguments.sft_steps else FRAMEWORKS[1:]
 
 
 def env_kwargs(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -63,32 +95,20 @@ def env_kwargs(arguments: argparse.Namespace) -> dict[str, Any]:
     return {"level": arguments.level, "size": arguments.problems, "max_turns": 1, "consult": "off"}
 
 
-def peak_rss_gib() -> float:
+def peak_memory_gib(device: str) -> float:
+    """Peak resident memory on CPU; peak memory allocated by torch on a GPU."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 # -- the two workers (each runs in its own process) -------------------------------------------------
 
 
-class Gate:
-    """Lock-step with the driver: a worker waits for ``go`` on stdin before each step.
-
-    The driver lets one framework run a step while the other waits, then the other, so both see
-    the same load on a shared machine. A step's time runs from ``go`` to the end of the step.
-    """
-
-    def __init__(self) -> None:
-        self.opened = 0.0
-        self.step_s: list[float] = []
-
-    def wait(self) -> None:
-        print("READY", flush=True)
-        if sys.stdin.readline().strip() != "go":
-            raise SystemExit("the driver went away")
-        self.opened = time.perf_counter()
-
-    def step_done(self) -> None:
-        self.step_s.append(time.perf_counter() - self.opened)
+PHASES = ("rollout_s", "accuracy", "zero_variance_groups", "generated_tokens", "episode_tokens")
+REWARDS = ("accuracy", "zero_variance_groups")  # averaged over steps; timings are medians
 
 
 def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]:
@@ -96,7 +116,8 @@ def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]
     from algorithms.trainer import Trainer
 
     overrides = [
-        "device=cpu",
+        f"device={arguments.device}",
+        f"bf16={arguments.device == 'cuda'}",
         "progress=false",
         f"seed={arguments.seed}",
         f"output_dir={arguments.out / 'aipo_run'}",
@@ -118,13 +139,16 @@ def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]
         f"optim.skip_zero_gradient_rows={arguments.worker == 'aipo'}",
     ]
     config = load_config(TrainConfig, None, overrides)
-    phases: dict[str, list[float]] = {"rollout_s": [], "accuracy": [], "zero_variance_groups": []}
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
+    episodes = arguments.prompts * arguments.group_size
 
     def step_done(_: Trainer, metrics: dict[str, float]) -> None:
         gate.step_done()
         phases["rollout_s"].append(metrics["perf/rollout_s"])
         phases["accuracy"].append(metrics["rollout/accuracy"])
         phases["zero_variance_groups"].append(metrics["rollout/zero_variance_groups"])
+        phases["generated_tokens"].append(metrics["rollout/policy_tokens"] * episodes)
+        phases["episode_tokens"].append(metrics["rollout/episode_tokens"] * episodes)
         gate.wait()
 
     trainer = Trainer(config, callbacks=[step_done])
@@ -142,7 +166,7 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
     import aipo_env  # noqa: F401  (registers the env ids)
 
     env = gym.make(ENV_ID, **env_kwargs(arguments))
-    phases: dict[str, list[float]] = {"rollout_s": [], "accuracy": [], "zero_variance_groups": []}
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
     rows = [{"prompt": env.reset(options={"index": i})[0], "index": i} for i in range(arguments.problems)]
 
     def correctness(completions: list[str], index: list[int], **_: Any) -> list[float]:
@@ -169,14 +193,16 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
 
         def _generate_and_score_completions(self, inputs: Any) -> Any:
             started = time.perf_counter()
-            try:
-                return super()._generate_and_score_completions(inputs)
-            finally:
-                phases["rollout_s"].append(time.perf_counter() - started)
+            output = super()._generate_and_score_completions(inputs)
+            phases["rollout_s"].append(time.perf_counter() - started)
+            generated = float(output["completion_mask"].sum())
+            phases["generated_tokens"].append(generated)
+            phases["episode_tokens"].append(generated + float(output["prompt_mask"].sum()))
+            return output
 
     config = GRPOConfig(
         output_dir=str(arguments.out / "trl_run"),
-        use_cpu=True,
+        use_cpu=arguments.device == "cpu",
         seed=arguments.seed,
         max_steps=arguments.warmup + arguments.steps,
         per_device_train_batch_size=arguments.prompts * arguments.group_size,
@@ -206,8 +232,9 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
         save_strategy="no",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        # TRL's defaults are bf16 autocast and gradient checkpointing; ours (on CPU) are neither.
-        bf16=False,
+        # TRL's defaults are bf16 autocast and gradient checkpointing; ours are bf16 autocast on
+        # GPU only, and no checkpointing.
+        bf16=arguments.device == "cuda",
         gradient_checkpointing=False,
     )
     trainer = TimedGRPOTrainer(
@@ -235,7 +262,7 @@ def worker(arguments: argparse.Namespace) -> None:
     phases["update_s"] = [
         step - rollout for step, rollout in zip(gate.step_s, phases["rollout_s"], strict=False)
     ]
-    result = {"step_s": gate.step_s, "phases": phases, "peak_rss_gib": peak_rss_gib()}
+    result = {"step_s": gate.step_s, "phases": phases, "peak_memory_gib": peak_memory_gib(arguments.device)}
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -262,88 +289,51 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB"
 
 
-class Worker:
-    """One framework's worker process, driven line by line (see :class:`Gate`)."""
+def summarise(runs: dict[str, list[dict[str, Any]]], arguments: argparse.Namespace) -> dict[str, Any]:
+    """Medians over the timed steps of every round, per framework, and ours / TRL's."""
+    from transformers import AutoConfig
 
-    def __init__(self, framework: str, arguments: argparse.Namespace) -> None:
-        self.framework = framework
-        self.log = open(arguments.out / f"{framework}.log", "w")  # noqa: SIM115  (closed in finish)
-        command = [sys.executable, __file__, "--worker", framework, *sys.argv[1:]]
-        environment = os.environ | {
-            "OMP_NUM_THREADS": str(arguments.threads),
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=environment,
-        )
-
-    def expect(self, prefix: str) -> str:
-        """Read stdout up to the next line that starts with ``prefix``; return the rest of it."""
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-        raise RuntimeError(f"the {self.framework} worker stopped; see {self.log.name}")
-
-    def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write("go\n")
-        self.process.stdin.flush()
-
-    def finish(self) -> dict[str, Any]:
-        self.go()
-        result = json.loads(self.expect("RESULT "))
-        self.process.wait()
-        self.log.close()
-        return result
-
-
-def run_round(arguments: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """All workers, one step each in turn (the order rotates every step); returns their results."""
-    workers = {framework: Worker(framework, arguments) for framework in FRAMEWORKS}
-    for worker_ in workers.values():
-        worker_.expect("READY")
-    for step in range(arguments.warmup + arguments.steps):
-        turn = step % len(FRAMEWORKS)
-        for framework in FRAMEWORKS[turn:] + FRAMEWORKS[:turn]:
-            workers[framework].go()
-            workers[framework].expect("READY")
-    return {framework: worker_.finish() for framework, worker_ in workers.items()}
-
-
-def summarise(runs: dict[str, list[dict[str, Any]]], warmup: int) -> dict[str, Any]:
+    config = AutoConfig.from_pretrained(arguments.out / "model")
+    episodes = arguments.prompts * arguments.group_size
     summary: dict[str, Any] = {}
     for framework, results in runs.items():
-        steps = [step for result in results for step in result["step_s"][warmup:]]
-        entry = {
-            "median_step_s": statistics.median(steps),
-            "step_s": steps,
-            "peak_rss_gib": max(result["peak_rss_gib"] for result in results),
+        rows = [
+            {"step_s": step} | {name: values[index] for name, values in result["phases"].items()}
+            for result in results
+            for index, step in enumerate(result["step_s"])
+            if index >= arguments.warmup
+        ]
+        for row in rows:
+            row["rollout_tokens_per_s"] = row["generated_tokens"] / row["rollout_s"]
+            row["update_tokens_per_s"] = row["episode_tokens"] / row["update_s"]
+            row["tokens_per_s"] = row["generated_tokens"] / row["step_s"]  # end to end
+            flops = training_flops(config, row["episode_tokens"], row["episode_tokens"] / episodes)
+            row["update_tflops"] = flops / row["update_s"] / 1e12
+        entry: dict[str, Any] = {
+            f"mean_{name}" if name in REWARDS else f"median_{name}": (
+                statistics.mean if name in REWARDS else statistics.median
+            )([row[name] for row in rows])
+            for name in rows[0]
         }
-        for phase in ("rollout_s", "update_s", "accuracy", "zero_variance_groups"):
-            values = [value for result in results for value in result["phases"].get(phase, [])[warmup:]]
-            if values and phase.endswith("_s"):
-                entry[f"median_{phase}"] = statistics.median(values)
-            elif values:
-                entry[f"mean_{phase}"] = statistics.mean(values)
+        entry["step_s"] = [row["step_s"] for row in rows]
+        entry["peak_memory_gib"] = max(result["peak_memory_gib"] for result in results)
+        if arguments.peak_tflops:
+            entry["update_mfu"] = entry["median_update_tflops"] / arguments.peak_tflops
         summary[framework] = entry
-    for ours in ("aipo", "aipo-noskip"):
+    trl = summary["trl"]
+    for ours in runs.keys() - {"trl"}:
         summary[f"{ours}/trl"] = {
-            "time": summary[ours]["median_step_s"] / summary["trl"]["median_step_s"],
-            "rollout": summary[ours]["median_rollout_s"] / summary["trl"]["median_rollout_s"],
-            "update": summary[ours]["median_update_s"] / summary["trl"]["median_update_s"],
-            "memory": summary[ours]["peak_rss_gib"] / summary["trl"]["peak_rss_gib"],
+            "time": summary[ours]["median_step_s"] / trl["median_step_s"],
+            "rollout": summary[ours]["median_rollout_s"] / trl["median_rollout_s"],
+            "update": summary[ours]["median_update_s"] / trl["median_update_s"],
+            "memory": summary[ours]["peak_memory_gib"] / trl["peak_memory_gib"],
+            "throughput": summary[ours]["median_tokens_per_s"] / trl["median_tokens_per_s"],
         }
     return summary
 
 
 def prepare_model(arguments: argparse.Namespace) -> Path:
-    """The tiny model after its supervised warm-up, saved once (reused while the settings match)."""
+    """The model (after its supervised warm-up, if any), saved once (reused while the settings match)."""
     import gymnasium as gym
     import torch
 
@@ -358,11 +348,12 @@ def prepare_model(arguments: argparse.Namespace) -> Path:
         "sft_steps": arguments.sft_steps,
         "sft_examples": arguments.sft_examples,
         "seed": arguments.seed,
+        "shape": arguments.shape,
     }
     stamp = directory / "warmup.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == settings:
         return directory
-    save_tiny(directory, seed=arguments.seed)
+    save_tiny(directory, seed=arguments.seed, **SHAPES[arguments.shape])
     if arguments.sft_steps:
         torch.set_num_threads(max(arguments.threads, 1))
         kwargs = env_kwargs(arguments) | {"size": arguments.sft_examples, "split": "test"}
@@ -400,6 +391,13 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=500, help="warm-up steps of the model (0: random)")
     parser.add_argument("--sft-examples", type=int, default=2000, help="worked solutions to warm up on")
     parser.add_argument("--out", type=Path, default=Path("results/trl_side_by_side"))
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: bf16 autocast in both"
+    )
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="the model's size")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (default: known GPUs)"
+    )
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
@@ -407,37 +405,59 @@ def main() -> None:
         return
     if importlib.util.find_spec("trl") is None:
         raise SystemExit('this benchmark needs TRL: pip install -e ".[bench]" (or pip install "trl>=1.16")')
+    if arguments.sft_steps and arguments.shape != "tiny":
+        raise SystemExit(
+            f"--shape {arguments.shape} is for throughput with random weights: add --sft-steps 0"
+        )
+    device = describe_device(arguments)
     prepare_model(arguments)
-    runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in FRAMEWORKS}
+    runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in frameworks(arguments)}
     for round_ in range(arguments.rounds):
-        for framework, result in run_round(arguments).items():
+        workers = {
+            name: Worker(__file__, name, sys.argv[1:], arguments.out, arguments.threads) for name in runs
+        }
+        for framework, result in run_round(workers, arguments.warmup + arguments.steps).items():
             runs[framework].append(result)
         print(f"round {round_ + 1} of {arguments.rounds} done", flush=True)
-    summary = summarise(runs, arguments.warmup)
-    summary.update(command=" ".join(["python", *sys.argv]), versions=versions(), machine=machine())
+    summary = summarise(runs, arguments)
+    summary.update(command=" ".join(["python", *sys.argv]), versions=versions(), machine=device)
     arguments.out.mkdir(parents=True, exist_ok=True)
     (arguments.out / "trl_side_by_side.json").write_text(json.dumps(summary, indent=2))
-    for framework in FRAMEWORKS:
+    report(summary, list(runs))
+
+
+def describe_device(arguments: argparse.Namespace) -> str:
+    """The machine (CPU) or the GPU's name; fills in ``--peak-tflops`` for a known GPU."""
+    if arguments.device == "cpu":
+        return machine()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda, but torch sees no CUDA device")
+    name = torch.cuda.get_device_name()
+    arguments.peak_tflops = arguments.peak_tflops or bf16_peak_tflops(name)
+    return f"{name} (bf16 peak {arguments.peak_tflops} TFLOP/s), host: {machine()}"
+
+
+def report(summary: dict[str, Any], names: list[str]) -> None:
+    for framework in names:
         entry = summary[framework]
-        phases = "".join(
-            f"  {phase.removeprefix('median_')} {entry[phase]:.3f}"
-            for phase in ("median_rollout_s", "median_update_s")
-            if phase in entry
-        )
-        rewards = "".join(
-            f"  {name.removeprefix('mean_')} {entry[name]:.2f}"
-            for name in ("mean_accuracy", "mean_zero_variance_groups")
-            if name in entry
+        rewards = "".join(f"  {name} {entry['mean_' + name]:.2f}" for name in REWARDS)
+        mfu = f"  update MFU {entry['update_mfu']:.1%}" if "update_mfu" in entry else ""
+        print(
+            f"{framework:>11}: {entry['median_step_s']:.3f} s/step  peak memory {entry['peak_memory_gib']:.2f} GiB"
+            f"  rollout_s {entry['median_rollout_s']:.3f}  update_s {entry['median_update_s']:.3f}{rewards}"
         )
         print(
-            f"{framework:>11}: {entry['median_step_s']:.3f} s/step  peak RSS {entry['peak_rss_gib']:.2f} GiB"
-            f"{phases}{rewards}"
+            f"{'':>11}  tokens/s: rollout {entry['median_rollout_tokens_per_s']:.0f}, update "
+            f"{entry['median_update_tokens_per_s']:.0f}, end to end {entry['median_tokens_per_s']:.0f}{mfu}"
         )
-    for ours in ("aipo", "aipo-noskip"):
+    for ours in names[:-1]:
         ratio = summary[f"{ours}/trl"]
         print(
             f"{ours} / TRL: time {ratio['time']:.2f}x (rollout {ratio['rollout']:.2f}x, update "
-            f"{ratio['update']:.2f}x)  memory {ratio['memory']:.2f}x"
+            f"{ratio['update']:.2f}x)  memory {ratio['memory']:.2f}x  end-to-end throughput "
+            f"{ratio['throughput']:.2f}x"
         )
     print(json.dumps({"versions": summary["versions"], "machine": summary["machine"]}))
 
