@@ -31,7 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+try:  # transformers >= 4.48: attention functions are looked up by name
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+except ImportError:  # pragma: no cover - older transformers use their own forward
+    ALL_ATTENTION_FUNCTIONS = None
 
 ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
 
@@ -53,6 +57,11 @@ def unsupported_reason(model: nn.Module) -> str | None:
     """Why :func:`decode_step` would refuse ``model`` (``None``: it would not)."""
     if type(model).__name__ not in ARCHITECTURES:
         return f"{type(model).__name__} is not one of {', '.join(ARCHITECTURES)}"
+    if ALL_ATTENTION_FUNCTIONS is None:
+        return "this transformers version has no attention-function registry (needs >= 4.48)"
+    missing = _missing_parts(model)
+    if missing:
+        return f"this transformers version lays the model out differently (no {missing})"
     config = model.config
     if getattr(config, "_attn_implementation", None) != "sdpa":
         return f"attention implementation {config._attn_implementation!r} (only 'sdpa' is supported)"
@@ -63,7 +72,8 @@ def unsupported_reason(model: nn.Module) -> str | None:
     for name, module in model.named_modules():
         if module._forward_hooks or module._forward_pre_hooks:
             return f"module {name or 'model'} has forward hooks"
-    for name in _linear_names(model):
+    layers = range(len(model.model.layers))
+    for name in ["lm_head", *(name for index in layers for name in _layer_linears(index))]:
         module = model.get_submodule(name)
         if type(module) is not nn.Linear:  # LoRA, quantised layers: their forward is not F.linear
             return f"module {name} is a {type(module).__name__}, not a plain nn.Linear"
@@ -72,13 +82,37 @@ def unsupported_reason(model: nn.Module) -> str | None:
     return None
 
 
-def _linear_names(model: nn.Module) -> list[str]:
-    """The projections whose weights the step reads directly."""
-    names = ["lm_head"]
-    for index in range(len(model.model.layers)):
-        names += [f"model.layers.{index}.self_attn.{part}_proj" for part in "qkvo"]
-        names += [f"model.layers.{index}.mlp.{part}_proj" for part in ("gate", "up", "down")]
-    return names
+def _missing_parts(model: nn.Module) -> str | None:
+    """The first module or attribute the step reads that ``model`` lacks (``None``: it has them all)."""
+    wanted = [
+        "model.embed_tokens.weight",
+        "model.rotary_emb",
+        "model.norm.variance_epsilon",
+        "lm_head.weight",
+    ]
+    for index in range(len(getattr(getattr(model, "model", None), "layers", ()))):
+        layer = f"model.layers.{index}"
+        wanted += [f"{layer}.self_attn.head_dim", f"{layer}.self_attn.scaling"]
+        wanted += [
+            f"{layer}.input_layernorm.variance_epsilon",
+            f"{layer}.post_attention_layernorm.variance_epsilon",
+        ]
+        wanted += [f"{name}.weight" for name in _layer_linears(index)]
+    for path in wanted:
+        owner = model
+        for part in path.split("."):
+            if not hasattr(owner, part):
+                return path
+            owner = getattr(owner, part)
+    return None
+
+
+def _layer_linears(index: int) -> list[str]:
+    """The projections of layer ``index`` whose weights the step reads directly."""
+    layer = f"model.layers.{index}"
+    return [f"{layer}.self_attn.{part}_proj" for part in "qkvo"] + [
+        f"{layer}.mlp.{part}_proj" for part in ("gate", "up", "down")
+    ]
 
 
 def rms_norm(hidden: torch.Tensor, norm: nn.Module) -> torch.Tensor:
@@ -109,7 +143,7 @@ class _LayerwiseStep:
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.body = model, model.model
-        self.attention: Callable[..., tuple[torch.Tensor, Any]] = ALL_ATTENTION_FUNCTIONS["sdpa"]
+        self.attention: Callable[..., tuple[torch.Tensor, Any]] = ALL_ATTENTION_FUNCTIONS["sdpa"]  # type: ignore[index]
 
     def __call__(
         self, token: torch.Tensor, position: torch.Tensor, cache: Cache, attention_mask: torch.Tensor | None

@@ -113,18 +113,23 @@ def test_models_it_does_not_know_use_their_own_forward() -> None:
     hooked = build_tiny_model(TOKENIZER, seed=0)
     hooked.model.layers[1].register_forward_hook(lambda *args: None)
     lora = get_peft_model(build_tiny_model(TOKENIZER, seed=0), LoraConfig(r=2, target_modules=["q_proj"]))
+    laid_out_otherwise = build_tiny_model(TOKENIZER, seed=0)  # as a future transformers might
+    laid_out_otherwise.model.layers[2].mlp.fused_proj = laid_out_otherwise.model.layers[2].mlp.up_proj
+    del laid_out_otherwise.model.layers[2].mlp.up_proj
     reasons = {
         "eager": unsupported_reason(eager),
         "hooked": unsupported_reason(hooked),
         "lora": unsupported_reason(lora),
         "lora base": unsupported_reason(lora.get_base_model()),
         "sliding": unsupported_reason(sliding_qwen2()),
+        "laid out otherwise": unsupported_reason(laid_out_otherwise),
     }
     assert "eager" in reasons["eager"]
     assert "model.layers.1 has forward hooks" in reasons["hooked"]
     assert "PeftModel" in reasons["lora"]
     assert "not a plain nn.Linear" in reasons["lora base"]
     assert "sliding" in reasons["sliding"]
+    assert "no model.layers.2.mlp.up_proj.weight" in reasons["laid out otherwise"]
     # and the policy still samples with them, through the transformers forward
     actions = HFPolicy(lora, TOKENIZER, max_new_tokens=5).generate([[5, 6, 7]] * 2)
     assert len(actions) == 2 and all(1 <= len(action.token_ids) <= 5 for action in actions)
