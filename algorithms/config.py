@@ -83,6 +83,13 @@ class RolloutConfig(_Strict):
         ),
     )
     guide_agent: str = Field("reasoning", description="The agent a guided episode consults first.")
+    fast_decode: bool = Field(
+        True,
+        description=(
+            "Decode Qwen2/Qwen3/Llama models with policies/decode_step.py (the same logits, less "
+            "per-token overhead); false: the transformers forward. Other models always use the latter."
+        ),
+    )
     guide_query: str = Field("next step", description="The query of a guided episode's first consult.")
 
     @model_validator(mode="after")

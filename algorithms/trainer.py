@@ -101,7 +101,9 @@ class Trainer:
         check_layout(config, self.ranks.world_size)
         set_seed(config.seed + self.ranks.rank)  # python, numpy and torch
         checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
-        settings = config.rollout.model_dump(include={"max_new_tokens", "temperature", "top_k", "top_p"})
+        settings = config.rollout.model_dump(
+            include={"max_new_tokens", "temperature", "top_k", "top_p", "fast_decode"}
+        )
         if policy is None:
             path = checkpoint / MODEL_DIR if checkpoint else None
             policy = load_policy(config.model, self.device, name_or_path=path, **settings)

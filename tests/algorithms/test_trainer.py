@@ -233,3 +233,13 @@ def test_aipo_learns_the_helpers_tokens_more_than_grpo(tmp_path: Path) -> None:
         gains[mode] = helper_logprob(trainer, batch, learned) - before
     # shared weights lift the helper's tokens a little under GRPO too; AIPO trains on them directly
     assert gains["aipo"] > gains["mask"] + 0.05 > 0.05
+
+
+def test_the_decoding_step_can_be_switched_off_and_samples_the_same_episodes(tmp_path: Path) -> None:
+    batches = {}
+    for fast in (True, False):
+        trainer = Trainer(make_config(tmp_path / str(fast), rollout={"fast_decode": fast}))
+        assert trainer.policy.fast_decode is fast
+        batches[fast] = trainer.collect()
+    assert torch.equal(batches[True].input_ids, batches[False].input_ids)
+    assert torch.equal(batches[True].behaviour_logprobs, batches[False].behaviour_logprobs)
