@@ -64,6 +64,27 @@ class EnvConfig(_Strict):
     )
 
 
+class RolloutServerConfig(_Strict):
+    """Rollouts sampled by an OpenAI-compatible server (vLLM) instead of in-process; see policies/completions.py."""
+
+    base_url: str = Field(description="The server, e.g. http://localhost:8000/v1.")
+    model: str = Field(description="The served model's name; its tokenizer must be model.name_or_path's.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (null: none)."
+    )
+    max_concurrency: int = Field(32, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Per request, before the client retries.")
+    reload_url: str | None = Field(
+        None,
+        description=(
+            "POST {'model_path': DIR} here after a sync to make the server load the learner's weights "
+            "(SGLang: http://HOST:PORT/update_weights_from_disk); null: the server keeps its weights "
+            "(off-policy from a fixed behaviour policy). See algorithms/server_weights.py."
+        ),
+    )
+    sync_every: int = Field(1, ge=1, description="Steps between weight syncs (with reload_url).")
+
+
 class RolloutConfig(_Strict):
     """How episodes are sampled."""
 
@@ -91,6 +112,9 @@ class RolloutConfig(_Strict):
         ),
     )
     guide_query: str = Field("next step", description="The query of a guided episode's first consult.")
+    server: RolloutServerConfig | None = Field(
+        None, description="Sample episodes on an OpenAI-compatible server; null: in-process."
+    )
 
     @model_validator(mode="after")
     def _guided_fit(self) -> RolloutConfig:

@@ -143,6 +143,10 @@ def check_layout(config: TrainConfig, world_size: int) -> None:
             f"optim.minibatches ({config.optim.minibatches}) exceeds the episodes per rank ({episodes}); "
             "lower it or raise rollout.problems_per_step"
         )
+    if config.rollout.server is not None and world_size > 1:
+        raise ConfigError(
+            "rollout.server works with one learner process; drop it or run without torchrun/accelerate"
+        )
     if config.distributed == "fsdp" and config.model.lora is not None:
         raise ConfigError("distributed=fsdp does not support model.lora; use distributed=ddp for LoRA")
 

@@ -22,6 +22,7 @@ Only rank 0 logs, shows progress and writes files.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -75,8 +76,11 @@ from algorithms.losses import token_logprobs
 from algorithms.metrics import rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect
+from algorithms.rollout_server import WeightSyncError, connect
 from algorithms.run_log import RunLog
 from policies.hf import HFPolicy
+
+logger = logging.getLogger("algorithms.trainer")
 
 Callback = Callable[["Trainer", dict[str, float]], "bool | None"]
 _SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -110,6 +114,10 @@ class Trainer:
         elif checkpoint is not None:
             load_weights(policy.model, checkpoint / MODEL_DIR)
         self.policy = policy
+        # episodes are sampled by the policy itself, or by a server (then synced through the disk)
+        self.server, self.server_weights = None, None
+        if config.rollout.server is not None:
+            self.server, self.server_weights = connect(config.rollout, policy, config.output_dir)
         if config.model.gradient_checkpointing:
             enable_checkpointing(policy.model)
         # ``model`` runs the update (DDP or FSDP around the policy's model under a launcher).
@@ -196,6 +204,8 @@ class Trainer:
                 "perf/trained_tokens_per_s": all_tokens / max(updated - collected, 1e-9),
             }
         )
+        if self.server_weights is not None:
+            metrics.update(self._sync_server())
         metrics = reduce_metrics(metrics, self.ranks)
         if self.log is not None:
             self.log.log(self.step, metrics)
@@ -207,7 +217,20 @@ class Trainer:
         settings = self.config.rollout
         guide = Guide(settings.guided_per_group, settings.guide_agent, settings.guide_query)
         with self._autocast(), whole_weights(self.model):
-            return collect(self.policy, self.envs, problems, settings.group_size, guide=guide)
+            sampler = self.policy if self.server is None else self.server
+            return collect(sampler, self.envs, problems, settings.group_size, guide=guide)
+
+    def _sync_server(self) -> dict[str, float]:
+        """Hand the new weights to the rollout server when due; a failed sync is retried next time."""
+        assert self.server_weights is not None
+        try:
+            seconds = self.server_weights.after_step(self.step, self.policy)
+        except WeightSyncError as error:
+            logger.warning(
+                "%s; the server keeps sampling with older weights (the ratio corrects for it)", error
+            )
+            return {"perf/weight_sync_failed": 1.0}
+        return {} if seconds is None else {"perf/weight_sync_s": seconds, "perf/weight_sync_failed": 0.0}
 
     def next_problems(self) -> list[int]:
         """The next problems of the seeded order; a new order is drawn after each pass."""
