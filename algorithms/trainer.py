@@ -152,6 +152,8 @@ class Trainer:
             )
         if checkpoint is not None:
             self._restore(checkpoint)
+            if self.server_weights is not None:  # the server may hold any weights: hand it ours
+                self._sync_server(now=True)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -220,11 +222,11 @@ class Trainer:
             sampler = self.policy if self.server is None else self.server
             return collect(sampler, self.envs, problems, settings.group_size, guide=guide)
 
-    def _sync_server(self) -> dict[str, float]:
-        """Hand the new weights to the rollout server when due; a failed sync is retried next time."""
+    def _sync_server(self, now: bool = False) -> dict[str, float]:
+        """Hand the new weights to the rollout server when due (or ``now``); a failed sync is retried next time."""
         assert self.server_weights is not None
         try:
-            seconds = self.server_weights.after_step(self.step, self.policy)
+            seconds = self.server_weights.after_step(0 if now else self.step, self.policy)
         except WeightSyncError as error:
             logger.warning(
                 "%s; the server keeps sampling with older weights (the ratio corrects for it)", error

@@ -66,6 +66,23 @@ def test_training_on_server_rollouts_keeps_the_servers_weights_in_step(tmp_path:
         assert torch.equal(a.detach(), b.detach())  # the server samples with the learner's weights
 
 
+def test_a_resumed_run_hands_its_weights_to_the_server_first(tmp_path: Path) -> None:
+    server = FakeVLLM(ForcedPolicy(HFPolicy.from_pretrained("tiny", device="cpu")))
+    rollout = {"server": served(server, reload_url=f"{server.root}/update_weights_from_disk")}
+    try:
+        Trainer(make_config(tmp_path / "a", rollout=rollout, optim={"lr": 1e-2}, save_every=1)).learn()
+        with torch.no_grad():  # the server restarts with other weights
+            for parameter in server.policy.model.parameters():
+                parameter.zero_()
+        checkpoint = tmp_path / "a" / "checkpoints" / "step-000001"
+        resumed = Trainer(make_config(tmp_path / "b", rollout=rollout, resume_from=str(checkpoint)))
+    finally:
+        server.close()
+    assert resumed.step == 1 and server.reloads == 3
+    for a, b in zip(resumed.policy.model.parameters(), server.policy.model.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
+
+
 def test_a_failed_sync_is_logged_and_training_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
