@@ -7,7 +7,7 @@ sampling loop (:mod:`policies.hf`) calls this step instead for the models it kno
 tensors go through the same operations in the same order (the model's own rotary embedding and
 attention function, the RMSNorm formula below), so the logits are bit for bit those of
 ``model(input_ids=token, position_ids=position, cache=cache)``. Tests compare them for each
-architecture, with and without padding.
+architecture, with and without padding, in float32 and bfloat16.
 
 Per layer ``l`` (pre-norm decoder, ``RMSNorm(x) = w * x / sqrt(mean(x^2) + eps)``)::
 

@@ -69,8 +69,11 @@ def decode(model: torch.nn.Module, ours: bool, padded: bool) -> torch.Tensor:
 
 @pytest.mark.parametrize("architecture", sorted(MODELS))
 @pytest.mark.parametrize("padded", [False, True], ids=["equal-lengths", "left-padded"])
-def test_the_step_gives_the_transformers_logits_bit_for_bit(architecture: str, padded: bool) -> None:
-    model = MODELS[architecture]().eval()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_the_step_gives_the_transformers_logits_bit_for_bit(
+    architecture: str, padded: bool, dtype: torch.dtype
+) -> None:
+    model = MODELS[architecture]().to(dtype).eval()
     assert unsupported_reason(model) is None
     assert torch.equal(decode(model, ours=True, padded=padded), decode(model, ours=False, padded=padded))
 
