@@ -29,6 +29,7 @@ defaults (``top_k=0``, ``top_p=1``) that is the full tempered softmax a learner 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,11 @@ from transformers import (
 )
 
 from policies.base import Action, Policy
-from policies.decode_step import decode_step
+from policies.decode_step import decode_step, unsupported_reason
 from policies.kv_cache import reserve
 
 TINY = "tiny"
+logger = logging.getLogger("policies.hf")
 
 
 class HFPolicy(Policy):
@@ -108,6 +110,7 @@ class HFPolicy(Policy):
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list) else (eos,)
         self._triggers: torch.Tensor | bool | None = None  # see _stop_triggers
+        self._told_why_slow = False  # see _decode_step
         # transformers 5 renamed ``past_key_values`` to ``cache``; older versions lack ``logits_to_keep``.
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
         parameters = inspect.signature(base.forward).parameters
@@ -271,7 +274,7 @@ class HFPolicy(Policy):
         eos = torch.tensor(self.eos_token_ids, device=device)
         stopper = _StopOnText(self.tokenizer, self.stop, 0, self._stop_triggers()) if self.stop else None
         warpers = self._warpers()
-        step_forward = decode_step(self.model) if self.fast_decode else None
+        step_forward = self._decode_step()
         for step in range(max_new):
             scores = logits.float() / self.temperature if self.temperature != 1.0 else logits.float()
             for warper in warpers:
@@ -310,6 +313,14 @@ class HFPolicy(Policy):
                 ).logits[:, -1]
             position = position + 1
         return tokens.cpu(), logprobs.cpu(), lengths.cpu()
+
+    def _decode_step(self) -> Any:
+        """The fast one-token step, or ``None`` (then say once, at INFO level, why not)."""
+        step = decode_step(self.model) if self.fast_decode else None
+        if step is None and self.fast_decode and not self._told_why_slow:
+            logger.info("decoding with the transformers forward: %s", unsupported_reason(self.model))
+            self._told_why_slow = True
+        return step
 
     def _warpers(self) -> list[LogitsProcessor]:
         """What turns ``logits / temperature`` into the scores a token is drawn from."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -110,7 +112,7 @@ def sliding_qwen2() -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(config)
 
 
-def test_models_it_does_not_know_use_their_own_forward() -> None:
+def test_models_it_does_not_know_use_their_own_forward(caplog: pytest.LogCaptureFixture) -> None:
     eager = build_tiny_model(TOKENIZER, seed=0)
     eager.config._attn_implementation = "eager"
     hooked = build_tiny_model(TOKENIZER, seed=0)
@@ -133,6 +135,9 @@ def test_models_it_does_not_know_use_their_own_forward() -> None:
     assert "not a plain nn.Linear" in reasons["lora base"]
     assert "sliding" in reasons["sliding"]
     assert "no model.layers.2.mlp.up_proj.weight" in reasons["laid out otherwise"]
-    # and the policy still samples with them, through the transformers forward
-    actions = HFPolicy(lora, TOKENIZER, max_new_tokens=5).generate([[5, 6, 7]] * 2)
-    assert len(actions) == 2 and all(1 <= len(action.token_ids) <= 5 for action in actions)
+    # and the policy still samples with them, through the transformers forward, and says why once
+    with caplog.at_level(logging.INFO, logger="policies.hf"):
+        policy = HFPolicy(lora, TOKENIZER, max_new_tokens=5)
+        actions = policy.generate([[5, 6, 7]] * 2) + policy.generate([[8, 9]])
+    assert len(actions) == 3 and all(1 <= len(action.token_ids) <= 5 for action in actions)
+    assert caplog.text.count("decoding with the transformers forward: PeftModel is not one of") == 1
