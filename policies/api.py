@@ -24,6 +24,25 @@ SYSTEM_PROMPT = (
 )
 
 
+def openai_client(base_url: str | None, api_key_env: str | None, timeout_s: float, max_retries: int) -> Any:
+    """An ``openai.OpenAI`` client for ``base_url``, its key read from ``$api_key_env`` (``None``: no key).
+
+    Raises:
+        ValueError: ``api_key_env`` names a variable that is not set.
+    """
+    import openai
+
+    key = "not-needed"  # the client insists on a key; local servers ignore it
+    if api_key_env is not None:
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            raise ValueError(
+                f"the API key is read from ${api_key_env}, which is not set: export it, or pass "
+                "api_key_env=None for a server that needs no key"
+            )
+    return openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
+
+
 class OpenAIPolicy(Policy):
     """Acts through any OpenAI-compatible chat-completions endpoint.
 
@@ -61,17 +80,7 @@ class OpenAIPolicy(Policy):
         if max_concurrency < 1 or max_tokens < 1:
             raise ValueError("max_concurrency and max_tokens must be at least 1")
         if client is None:
-            import openai
-
-            key = "not-needed"  # the client insists on a key; local servers ignore it
-            if api_key_env is not None:
-                key = os.environ.get(api_key_env, "")
-                if not key:
-                    raise ValueError(
-                        f"the API key is read from ${api_key_env}, which is not set: export it, or pass "
-                        "api_key_env=None for a server that needs no key"
-                    )
-            client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
+            client = openai_client(base_url, api_key_env, timeout_s, max_retries)
         self.client, self.model, self.system_prompt = client, model, system_prompt
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self.max_concurrency = max_concurrency

@@ -21,11 +21,11 @@ raises :class:`RolloutServerError` naming the server and what to check.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from policies.api import openai_client
 from policies.base import Action
 from policies.hf import HFPolicy
 
@@ -73,14 +73,7 @@ class CompletionsPolicy:
         if max_concurrency < 1 or max_new_tokens < 1:
             raise ValueError("max_concurrency and max_new_tokens must be at least 1")
         if client is None:
-            import openai
-
-            key = os.environ.get(api_key_env, "") if api_key_env else "not-needed"
-            if not key:
-                raise ValueError(
-                    f"the rollout server's API key is read from ${api_key_env}, which is not set"
-                )
-            client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
+            client = openai_client(base_url, api_key_env, timeout_s, max_retries)
         self.encoder, self.client, self.model, self.base_url = encoder, client, model, base_url
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_k, self.top_p, self.stop = top_k, top_p, tuple(stop)
