@@ -7,9 +7,11 @@ third-party library but tqdm.
 * :mod:`~aipo_env.sandbox.isolation`: bubblewrap, ``unshare`` or limits only, detected at run
   time (:func:`detect_isolation`), and what each mode guarantees.
 * :mod:`~aipo_env.sandbox.runner`: one execution from start to clean-up (:func:`execute`).
+* :mod:`~aipo_env.sandbox.dialogue`: an execution the parent talks to while it runs (:func:`converse`).
 * :mod:`~aipo_env.sandbox.pool`: :class:`Sandbox`, which runs executions in parallel.
 """
 
+from aipo_env.sandbox.dialogue import Channel, ChannelClosed, NoAnswer, converse
 from aipo_env.sandbox.isolation import (
     MODES,
     Isolation,
@@ -24,6 +26,10 @@ from aipo_env.sandbox.runner import ExecutionResult, execute
 
 __all__ = [
     "MODES",
+    "Channel",
+    "ChannelClosed",
+    "NoAnswer",
+    "converse",
     "ExecutionResult",
     "Isolation",
     "Job",

@@ -13,17 +13,19 @@ first use (see :mod:`aipo_env.sandbox.isolation`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from tqdm.auto import tqdm
 
+from aipo_env.sandbox.dialogue import Channel, converse
 from aipo_env.sandbox.isolation import DEFAULT_UID, Isolation, Mode, detect_isolation
 from aipo_env.sandbox.limits import Limits
 from aipo_env.sandbox.runner import ExecutionResult, execute
 
+T = TypeVar("T")
 #: how many distinct unprivileged uids concurrent executions of this process may take
 _UID_COUNT = 256
 
@@ -37,12 +39,16 @@ class Job:
         stdin: its standard input.
         files: extra files for its working directory, by relative name.
         limits: limits for this job instead of the sandbox's.
+        dialogue: talk to the running program instead of feeding it ``stdin`` (see
+            :func:`~aipo_env.sandbox.dialogue.converse`); its return value is the result's
+            ``answer``.
     """
 
     source: str
     stdin: str | bytes = b""
     files: Mapping[str, str | bytes] | None = None
     limits: Limits | None = None
+    dialogue: Callable[[Channel], Any] | None = None
 
 
 class Sandbox:
@@ -111,8 +117,31 @@ class Sandbox:
                 if uid is not None:
                     _UIDS.release(uid)
 
-    def run_many(self, jobs: Iterable[Job | str], *, progress: bool = False) -> list[ExecutionResult]:
-        """Run many programs, ``workers`` at a time; results come back in the order of ``jobs``."""
+    def converse(
+        self,
+        source: str,
+        dialogue: Callable[[Channel], T],
+        *,
+        files: Mapping[str, str | bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> tuple[ExecutionResult, T]:
+        """Run one program while ``dialogue`` talks to it (see :func:`~aipo_env.sandbox.dialogue.converse`)."""
+        isolation = self.isolation
+        with self._running:
+            uid = _UIDS.acquire() if isolation.drop_privileges else None
+            try:
+                return converse(
+                    source, dialogue, isolation=isolation, limits=limits or self.limits, files=files, uid=uid
+                )
+            finally:
+                if uid is not None:
+                    _UIDS.release(uid)
+
+    def run_many(self, jobs: Iterable[Job | str], *, progress: bool = False) -> list[Any]:
+        """Run many programs, ``workers`` at a time; results come back in the order of ``jobs``.
+
+        A job with a ``dialogue`` gives ``(result, answer)`` in its place.
+        """
         listed = [job if isinstance(job, Job) else Job(job) for job in jobs]
         self.isolation  # noqa: B018 - detect once, before the threads start
         with self._lock:
@@ -120,7 +149,9 @@ class Sandbox:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="aipo-sandbox")
             executor = self._executor
         futures = [
-            executor.submit(self.run, job.source, stdin=job.stdin, files=job.files, limits=job.limits)
+            executor.submit(self.converse, job.source, job.dialogue, files=job.files, limits=job.limits)
+            if job.dialogue is not None
+            else executor.submit(self.run, job.source, stdin=job.stdin, files=job.files, limits=job.limits)
             for job in listed
         ]
         return [future.result() for future in tqdm(futures, desc="sandbox", disable=not progress)]

@@ -14,10 +14,11 @@ import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,37 @@ def execute(
         files: more files for the working directory, by relative name.
         uid: the unprivileged uid it runs as when ``isolation.drop_privileges``.
     """
+    with prepared(source, isolation, limits, files, uid) as (workdir, command, environment, started):
+        with tempfile.TemporaryFile() as stdin_file:
+            # a file, not a pipe: nothing can block on a program that never reads its input
+            stdin_file.write(stdin.encode() if isinstance(stdin, str) else stdin)
+            stdin_file.seek(0)
+            process = subprocess.Popen(
+                command,
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=workdir,
+                env=environment,
+                start_new_session=True,
+            )
+            status, stdout, stderr = _watch(process, limits)
+        return finish(process, status, stdout, stderr, isolation, limits, started)
+
+
+@contextlib.contextmanager
+def prepared(
+    source: str,
+    isolation: Isolation,
+    limits: Limits,
+    files: Mapping[str, str | bytes] | None,
+    uid: int | None,
+) -> Iterator[tuple[Path, list[str], dict[str, str], float]]:
+    """A fresh working directory with ``main.py`` and ``files``, removed afterwards.
+
+    Yields:
+        ``(workdir, argv, environment, start time)`` for starting the program.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="aipo-sandbox-"))
     started = time.monotonic()
     try:
@@ -108,36 +140,37 @@ def execute(
             "HOME": inside,
             "TMPDIR": inside,
         }
-        with tempfile.TemporaryFile() as stdin_file:
-            # a file, not a pipe: nothing can block on a program that never reads its input
-            stdin_file.write(stdin.encode() if isinstance(stdin, str) else stdin)
-            stdin_file.seek(0)
-            process = subprocess.Popen(
-                isolation.command(workdir, limits, uid),
-                stdin=stdin_file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=workdir,
-                env=environment,
-                start_new_session=True,
-            )
-            status, stdout, stderr = _watch(process, limits)
-        returncode = process.returncode if status not in ("timeout", "output_limit") else None
-        number = isolation.signal_number(returncode) if returncode is not None else None
-        if status == "ok" and returncode != 0:
-            status = "signal" if number is not None else "exit"
-        return ExecutionResult(
-            status=status,
-            returncode=returncode,
-            stdout=stdout.decode(errors="replace"),
-            stderr=stderr.decode(errors="replace"),
-            seconds=time.monotonic() - started,
-            signal=signal.Signals(number).name if number in signal.valid_signals() else None,
-            isolation=isolation.mode,
-            limits=limits,
-        )
+        yield workdir, isolation.command(workdir, limits, uid), environment, started
     finally:
-        _remove(workdir)
+        remove_tree(workdir)
+
+
+def finish(
+    process: subprocess.Popen,
+    status: Status,
+    stdout: bytes,
+    stderr: bytes,
+    isolation: Isolation,
+    limits: Limits,
+    started: float,
+) -> ExecutionResult:
+    """Kill what is left of the program's process group and describe how it ended."""
+    kill_group(process)
+    process.wait()
+    returncode = process.returncode if status not in ("timeout", "output_limit") else None
+    number = isolation.signal_number(returncode) if returncode is not None else None
+    if status == "ok" and returncode != 0:
+        status = "signal" if number is not None else "exit"
+    return ExecutionResult(
+        status=status,
+        returncode=returncode,
+        stdout=stdout.decode(errors="replace"),
+        stderr=stderr.decode(errors="replace"),
+        seconds=time.monotonic() - started,
+        signal=signal.Signals(number).name if number in signal.valid_signals() else None,
+        isolation=isolation.mode,
+        limits=limits,
+    )
 
 
 def _watch(process: subprocess.Popen, limits: Limits) -> tuple[Status, bytes, bytes]:
@@ -165,7 +198,7 @@ def _watch(process: subprocess.Popen, limits: Limits) -> tuple[Status, bytes, by
             if status == "output_limit" or _exited(process.pid):
                 # a child that kept the pipes open must not keep us waiting: the group dies next
                 break
-    _kill_group(process)
+    kill_group(process)
     process.wait()
     cap = limits.max_output_bytes
     for stream, buffer in buffers.items():
@@ -195,7 +228,8 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the program's whole process group (gone already is fine)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -219,14 +253,22 @@ def _populate(workdir: Path, files: Mapping[str, str | bytes], uid: int | None) 
                 os.chown(os.path.join(directory, name), uid, uid)
 
 
-def _remove(workdir: Path) -> None:
+def remove_tree(workdir: Path) -> None:
+    """Remove ``workdir``, first giving back the permissions its program took away.
+
+    Never follows a symbolic link: a program that leaves a link to a host directory inside a
+    directory it made unreadable must not get the host directory's permissions changed.
+    """
     shutil.rmtree(workdir, ignore_errors=True)
-    if workdir.exists():
-        # the program took the permissions away from its own files: give them back, then retry
+    if not os.path.lexists(workdir):
+        return
+    pending = [str(workdir)]
+    while pending:  # a loop, not recursion: a program may nest directories very deeply
+        directory = pending.pop()
         with contextlib.suppress(OSError):
-            os.chmod(workdir, 0o700)
-        for directory, subdirectories, _ in os.walk(workdir):  # top-down: children are fixed first
-            for name in subdirectories:
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(directory, name), 0o700)
-        shutil.rmtree(workdir, ignore_errors=True)
+            if not stat.S_ISDIR(os.lstat(directory).st_mode):
+                continue  # a link (or a file) in place of a directory: leave its target alone
+            os.chmod(directory, 0o700)
+            with os.scandir(directory) as entries:
+                pending += [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -4,7 +4,12 @@ The final response's code is its last fenced block marked ``python``/``py`` or u
 unclosed last fence counts up to the end), or the whole response when it has no such block.
 For HumanEval, a response that does not define the entry point is taken as a completion of the
 function body and put after the prompt. The code runs once per scoring, with every test, in an
-:class:`~aipo_env.sandbox.Sandbox` through the harness of :mod:`aipo_env.tasks.code_harness`.
+:class:`~aipo_env.sandbox.Sandbox`, where :mod:`aipo_env.tasks.code_harness` serves the judge's calls.
+
+**Who decides.** The sandboxed process only loads the program and answers calls on it; the
+tests, their expected values and their assertions run in this process, the trusted judge of
+:mod:`aipo_env.tasks.code_judge`, and only plain data crosses between the two. So a program
+can neither see what it is tested against nor hand back an object that games the comparison.
 
 Reward: 1 when every test passes, else 0; with ``partial=True``, the fraction of tests passed.
 ``Score.details`` lists each test's outcome (``passed``, ``failed``, ``error``, ``timeout`` or
@@ -17,10 +22,7 @@ the first failure; hidden tests never reach the policy, not even their outcome d
 
 from __future__ import annotations
 
-import ast
-import marshal
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
@@ -30,6 +32,7 @@ from typing import Any, Literal
 from aipo_env.sandbox import ExecutionResult, Job, Limits, Mode, Sandbox
 from aipo_env.tasks.base import ListedTask, Problem, Score
 from aipo_env.tasks.code_formats import humaneval_problem, mbpp_problem
+from aipo_env.tasks.code_judge import Verdict, judge
 from aipo_env.tasks.loading import read_rows
 
 DATASETS = ("builtin", "mbpp", "humaneval")
@@ -110,9 +113,9 @@ class CodeTask(ListedTask):
     def score(self, problem: Problem, response: str) -> Score:
         """Run the response's code against all of the problem's tests."""
         program = self.program(problem, response)
-        job, nonce = self._job(problem, program, problem.metadata["tests"])
-        run = self.sandbox.run(job.source, stdin=job.stdin, limits=job.limits)
-        return self._score(problem, program, run, nonce)
+        job = self._job(problem, program, problem.metadata["tests"])
+        run, verdict = self.sandbox.converse(job.source, job.dialogue, limits=job.limits)
+        return self._score(problem, program, run, verdict)
 
     def score_many(
         self, problems: Sequence[Problem], responses: Sequence[str], *, progress: bool = False
@@ -127,10 +130,10 @@ class CodeTask(ListedTask):
             self._job(problem, code, problem.metadata["tests"])
             for problem, code in zip(problems, programs, strict=True)
         ]
-        runs = self.sandbox.run_many([job for job, _ in jobs], progress=progress)
+        runs = self.sandbox.run_many(jobs, progress=progress)
         return [
-            self._score(problem, code, run, nonce)
-            for problem, code, run, (_, nonce) in zip(problems, programs, runs, jobs, strict=True)
+            self._score(problem, code, run, verdict)
+            for problem, code, (run, verdict) in zip(problems, programs, runs, strict=True)
         ]
 
     def check(self, problem: Problem, claim: str) -> str:
@@ -142,9 +145,9 @@ class CodeTask(ListedTask):
         if not visible:
             return "This problem has no visible examples to run your code on."
         program = self.program(problem, claim)
-        job, nonce = self._job(problem, program, visible)
-        run = self.sandbox.run(job.source, stdin=job.stdin, limits=job.limits)
-        loaded, outcomes = read_report(run, nonce, len(visible))
+        job = self._job(problem, program, visible)
+        run, verdict = self.sandbox.converse(job.source, job.dialogue, limits=job.limits)
+        loaded, outcomes = outcomes_of(verdict)
         if isinstance(loaded, str):
             return f"Your code does not run: {loaded}."
         for test, (outcome, detail) in zip(visible, outcomes, strict=True):
@@ -179,23 +182,22 @@ class CodeTask(ListedTask):
     def close(self) -> None:
         self.sandbox.close()
 
-    def _job(self, problem: Problem, program: str, tests: Sequence[Mapping[str, Any]]) -> tuple[Job, str]:
-        nonce = secrets.token_hex(16)
-        payload = {
-            "nonce": nonce,
-            "program": program,
-            "setup": problem.metadata["setup"],
-            "tests": [{"source": test["source"], "probe": test["probe"]} for test in tests],
-            "test_timeout": self.timeout,
-        }
+    def _job(self, problem: Problem, program: str, tests: Sequence[Mapping[str, Any]]) -> Job:
         seconds = self.timeout * (len(tests) + 1) + _STARTUP_SECONDS
         limits = replace(self.limits, wall_seconds=seconds, cpu_seconds=seconds)
-        return Job(_HARNESS, stdin=marshal.dumps(payload), limits=limits), nonce
+        dialogue = judge(
+            program,
+            problem.metadata["setup"],
+            [test["source"] for test in tests],
+            timeout=self.timeout,
+            load_seconds=self.timeout + _STARTUP_SECONDS,
+        )
+        return Job(_HARNESS, limits=limits, dialogue=dialogue)
 
-    def _score(self, problem: Problem, code: str, run: ExecutionResult, nonce: str) -> Score:
+    def _score(self, problem: Problem, code: str, run: ExecutionResult, verdict: Verdict) -> Score:
         tests = problem.metadata["tests"]
         visible = problem.metadata["visible"]
-        loaded, outcomes = read_report(run, nonce, len(tests))
+        loaded, outcomes = outcomes_of(verdict)
         passed = sum(outcome == "passed" for outcome, _ in outcomes)
         total = len(tests)
         reward = passed / total if self.partial else float(passed == total)
@@ -247,30 +249,9 @@ def extract_code(response: str) -> tuple[str, bool]:
     return response, False
 
 
-def read_report(run: ExecutionResult, nonce: str, count: int) -> tuple[bool | str, list[tuple[str, str]]]:
-    """The harness's report: ``(loaded, [(outcome, detail)] * count)``.
-
-    ``loaded`` is ``True``, ``False`` (nothing was reported) or the load error. Tests without a
-    report are ``not_run``, with the execution's fate as their detail.
-    """
-    loaded: bool | str = False
-    outcomes = [("not_run", "")] * count
-    marker = f"@@aipo {nonce} "
-    for line in run.stdout.splitlines():
-        if not line.startswith(marker):
-            continue
-        try:
-            record = ast.literal_eval(line[len(marker) :])
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            continue
-        if record == ("loaded",):
-            loaded = True
-        elif isinstance(record, tuple) and record[:1] == ("load_error",) and len(record) == 2:
-            loaded = str(record[1])
-        elif (
-            isinstance(record, tuple) and len(record) == 4 and record[0] == "test" and 0 <= record[1] < count
-        ):
-            outcomes[record[1]] = (str(record[2]), str(record[3]))
+def outcomes_of(verdict: Verdict) -> tuple[bool | str, list[tuple[str, str]]]:
+    """The judge's ``(loaded, [(outcome, detail)])``; a load error is every test's detail."""
+    loaded, outcomes = verdict.loaded, verdict.outcomes
     if isinstance(loaded, str):
         outcomes = [(outcome, detail or f"the code did not load: {loaded}") for outcome, detail in outcomes]
     return loaded, outcomes

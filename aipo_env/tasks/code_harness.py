@@ -1,42 +1,52 @@
-"""The test harness that runs inside the sandbox: the candidate program, then each test.
+"""The candidate's side of a code execution: it loads the program, then answers calls on it.
 
 It is the sandboxed ``main.py`` of every code execution (standard library only; never imported
-by the package). Its standard input is a :mod:`marshal`-encoded dict (``json`` would cost as
-much start-up time as the rest of the run)::
+by the package). It never sees a test, an expected value or an assertion, and it has nothing
+to report success with: the trusted judge (:mod:`aipo_env.tasks.code_judge`, outside the
+sandbox) runs the tests and sends this process only the *calls* they make on the program's
+names, with their arguments. Whatever the program does, all it can send back is the values
+of those calls.
 
-    {"nonce": "...", "program": "...", "setup": "...", "tests": [{"source": "...", "probe": ...}],
-     "test_timeout": 4.0}
+Requests come on standard input as frames: a 4-byte big-endian length, then a :mod:`marshal`
+payload (written by the trusted parent; ``json`` would cost as much start-up time as the rest
+of the run). The first frame is ``{"program", "setup", "seconds"}``; each later frame is one of
 
-It runs ``program`` and then ``setup`` (imports of the tests, or HumanEval's helpers) in one
-namespace whose ``__name__`` is ``"__candidate__"`` (so ``if __name__ == "__main__":`` demos
-do not run), then every test in that namespace with its own timer. Reports go to the original
-standard output as lines ``@@aipo <nonce> <record>``, where ``<record>`` is a Python literal
-tuple, one per event, written as soon as it happens (a killed run keeps what it reported):
+* ``("call", id, target, args, kwargs, seconds)``: call ``target`` (a name of the program's
+  namespace, or a handle number) with the encoded arguments, under a timer of ``seconds``;
+* ``("getattr", id, target, name, seconds)``: the attribute ``name`` of ``target``;
+* ``("end",)``: exit.
 
-* ``("loaded",)`` or ``("load_error", detail)``;
-* ``("test", index, outcome, detail)`` with outcome ``passed``, ``failed`` (an assertion did not
-  hold; ``detail`` is ``"returned X"`` when the test has a probe), ``error`` (any other
-  exception, ``SystemExit`` included) or ``timeout``;
-* ``("done",)``.
+Replies go to the original standard output, one Python literal tuple a line (the program's own
+prints go to standard error):
 
-Defences against a program that games its tests: its own output goes to standard error, so
-printed fake reports carry no nonce; the nonce and every function and class the harness
-needs are bound before the program runs, so replacing ``builtins`` or module attributes does
-not change the harness; a program that exits early leaves its tests unreported (not passed);
-and the harness ends with ``os._exit`` so ``atexit`` hooks and threads cannot add anything.
-What it cannot stop is a program that reads the nonce out of the harness's own frames:
-such deliberate introspection is contained by the sandbox but could forge a report.
+* ``("loaded", names)`` or ``("load_error", detail)`` once the program and the setup's imports ran;
+* ``("value", id, encoded)``, ``("raised", id, exception type, message)`` or ``("timeout", id)``.
+
+**Encoding.** A value is a tagged tuple tree built from exact builtin types only (``type(x) is
+int``, never a subclass): ``("n",)`` None, ``("b", bool)``, ``("i", hex)``, ``("f", float.hex)``,
+``("c", real hex, imaginary hex)``, ``("s", str)``, ``("y", bytes)``, ``("l"|"t"|"set"|"fs",
+[items])``, ``("d", [(key, value)])``, ``("r", start, stop, step)`` a range, ``("it", [items])``
+an iterator (materialised, so ``list(f(x))`` works and ``f(x) == [...]`` stays false), and
+``("h", number)`` a handle for any other object (a class instance, a function), which stays here
+and can be passed back in later calls. Trees are bounded in nodes and depth.
 """
 
 import _signal as signal  # the C module: `signal` would import enum, a tenth of the start-up
 import builtins
 import marshal
 import os
-import sys
+
+_MAX_NODES = 200_000
+_MAX_DEPTH = 48
+_MAX_ITEMS = 100_000
 
 
 class _TestTimeout(BaseException):
-    """Raised by the per-test timer; a BaseException so that ``except Exception`` misses it."""
+    """Raised by the per-call timer; a BaseException so that ``except Exception`` misses it."""
+
+
+class _TooLarge(Exception):
+    """A value past the encoding's bounds."""
 
 
 def _describe(exc, _type=type, _str=str, _base=BaseException):
@@ -49,27 +59,34 @@ def _describe(exc, _type=type, _str=str, _base=BaseException):
 
 
 def main():
-    payload = marshal.loads(sys.stdin.buffer.read())
+    stdin = os.dup(0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     report_fd = os.dup(1)
     os.dup2(2, 1)  # the program's prints join its standard error
-    nonce = payload["nonce"]
-    _run(payload, nonce, report_fd)
+    _serve(stdin, report_fd)
 
 
-def _run(
-    payload,
-    nonce,
+def _serve(
+    stdin,
     report_fd,
+    _read=os.read,
     _write=os.write,
     _exit=os._exit,
+    _loads=marshal.loads,
     _repr=repr,
     _compile=compile,
     _exec=exec,
-    _eval=eval,
-    _enumerate=enumerate,
-    _assertion=AssertionError,
+    _getattr=getattr,
+    _type=type,
+    _len=len,
+    _iter=iter,
+    _next=next,
+    _id=id,
+    _hex=hex,
+    _fhex=float.hex,
+    _int_from=int.from_bytes,
     _timeout=_TestTimeout,
+    _too_large=_TooLarge,
     _base=BaseException,
     _signal=signal.signal,
     _setitimer=signal.setitimer,
@@ -77,50 +94,140 @@ def _run(
     _real=signal.ITIMER_REAL,
     _describe=_describe,
 ):
-    def report(*record):
-        _write(report_fd, f"@@aipo {nonce} {_repr(record)}\n".encode())
+    # bound before the program runs; patching them could only spoil the program's own answers
+    kinds = {list: "l", tuple: "t", set: "set", frozenset: "fs"}
+    containers = {"l": list, "t": tuple, "set": set, "fs": frozenset}
+    handles = {}
+
+    def reply(*record):
+        _write(report_fd, (_repr(record) + "\n").encode())
+
+    def frame():
+        header = read_exactly(4)
+        return _loads(read_exactly(_int_from(header, "big")))
+
+    def read_exactly(count):
+        data = b""
+        while _len(data) < count:
+            chunk = _read(stdin, count - _len(data))
+            if not chunk:
+                _exit(0)  # the judge is gone
+            data += chunk
+        return data
+
+    def encode(value, depth, budget):
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_DEPTH:
+            raise _too_large("the value is too large or too deeply nested to send")
+        kind = _type(value)
+        if value is None:
+            return ("n",)
+        if kind is bool:
+            return ("b", value)
+        if kind is int:
+            return ("i", _hex(value))
+        if kind is float:
+            return ("f", _fhex(value))
+        if kind is complex:
+            return ("c", _fhex(value.real), _fhex(value.imag))
+        if kind is str:
+            return ("s", value)
+        if kind is bytes:
+            return ("y", value)
+        if kind in kinds:
+            return (kinds[kind], [encode(item, depth + 1, budget) for item in value])
+        if kind is dict:
+            return (
+                "d",
+                [(encode(k, depth + 1, budget), encode(v, depth + 1, budget)) for k, v in value.items()],
+            )
+        if kind is range:
+            return ("r", value.start, value.stop, value.step)
+        if _getattr(kind, "__next__", None) is not None and _getattr(kind, "__iter__", None) is not None:
+            items, iterator = [], _iter(value)
+            for item in iterator:
+                if _len(items) >= _MAX_ITEMS:
+                    raise _too_large("the iterator yields too many items to send")
+                items.append(encode(item, depth + 1, budget))
+            return ("it", items)
+        handles[_id(value)] = value
+        return ("h", _id(value))
+
+    def decode(tree):
+        tag = tree[0]
+        if tag == "h":
+            return handles[tree[1]]
+        if tag == "n":
+            return None
+        if tag in ("b", "s", "y"):
+            return tree[1]
+        if tag == "i":
+            return int(tree[1], 16)
+        if tag == "f":
+            return float.fromhex(tree[1])
+        if tag == "c":
+            return complex(float.fromhex(tree[1]), float.fromhex(tree[2]))
+        if tag in containers:
+            return containers[tag](decode(item) for item in tree[1])
+        if tag == "d":
+            return {decode(k): decode(v) for k, v in tree[1]}
+        if tag == "r":
+            return range(tree[1], tree[2], tree[3])
+        if tag == "it":
+            return _iter([decode(item) for item in tree[1]])
+        raise ValueError(f"unknown tag {tag!r}")
 
     def on_alarm(signum, frame):
         raise _timeout()
 
-    seconds = float(payload["test_timeout"])
+    setup = frame()
     namespace = {"__name__": "__candidate__", "__builtins__": builtins}
     try:
-        _exec(_compile(payload["program"], "solution.py", "exec"), namespace)
-        _exec(_compile(payload["setup"], "<test setup>", "exec"), namespace)
-    except _base as exc:
-        report("load_error", _describe(exc))
+        _setitimer(_real, 0)
+        _signal(_alarm, on_alarm)
+        _setitimer(_real, float(setup["seconds"]))
+        _exec(_compile(setup["program"], "solution.py", "exec"), namespace)
+        _exec(_compile(setup["setup"], "<test imports>", "exec"), namespace)
+        _setitimer(_real, 0)
+    except _timeout:
+        reply("load_error", f"loading took longer than {float(setup['seconds']):g} s")
         _exit(0)
-    report("loaded")
-    for index, test in _enumerate(payload["tests"]):
-        outcome, detail = "passed", ""
+    except _base as exc:
+        _setitimer(_real, 0)
+        reply("load_error", _describe(exc))
+        _exit(0)
+    names = [name for name in namespace if _type(name) is str and not name.startswith("__")]
+    reply("loaded", names)
+    while True:
+        request = frame()
+        if request[0] == "end":
+            _exit(0)
+        number = request[1]
         try:
             _signal(_alarm, on_alarm)
-            _setitimer(_real, seconds)
+            _setitimer(_real, float(request[-1]))
             try:
-                _exec(_compile(test["source"], f"<test {index + 1}>", "exec"), namespace)
-            except _assertion:
-                outcome, detail = "failed", "the assertion did not hold"
-                if test.get("probe"):
-                    try:
-                        detail = f"returned {_repr(_eval(test['probe'], namespace))[:200]}"
-                    except _timeout:
-                        raise
-                    except _base as exc:
-                        detail = f"raised {_describe(exc)}"
+                target = request[2]
+                subject = handles[target] if _type(target) is int else namespace[target]
+                if request[0] == "call":
+                    args = [decode(item) for item in request[3]]
+                    kwargs = {key: decode(item) for key, item in request[4]}
+                    value = subject(*args, **kwargs)
+                else:
+                    value = _getattr(subject, request[3])
+                encoded = encode(value, 0, [_MAX_NODES])
+                _setitimer(_real, 0)
+                reply("value", number, encoded)
             except _timeout:
                 raise
             except _base as exc:
-                outcome, detail = "error", _describe(exc)
-            _setitimer(_real, 0)
+                _setitimer(_real, 0)
+                reply("raised", number, _type(exc).__name__, _describe(exc))
         except _timeout:
-            outcome, detail = "timeout", f"took longer than {seconds:g} s"
+            reply("timeout", number)
         except _base as exc:  # the timer fired between the handlers, or something stranger
-            outcome, detail = "error", _describe(exc)
-        _setitimer(_real, 0)
-        report("test", index, outcome, detail)
-    report("done")
-    _exit(0)
+            _setitimer(_real, 0)
+            reply("raised", number, _type(exc).__name__, _describe(exc))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,292 @@
+"""The trusted judge of a code execution: the tests run here, the program's calls in the sandbox.
+
+The sandboxed process (:mod:`aipo_env.tasks.code_harness`) only loads the candidate program and
+answers calls on it. The tests, their expected values and their assertions stay in this process,
+which runs each test with every name that the program defines (and the test uses) replaced by a
+proxy: calling it sends the call's arguments into the sandbox and returns the value that came
+back, decoded by :mod:`aipo_env.tasks.code_values` into exact builtin types. So
+
+* an object with an ``__eq__`` that is always true, an ``int`` subclass, a truthy stand-in:
+  none can cross; a value that is not plain data stays in the sandbox as a
+  :class:`~aipo_env.tasks.code_values.Handle`, which equals only itself;
+* rewriting the tests, forging a pass report, reading the expected values: there is nothing of
+  the kind in the sandbox to rewrite, forge or read;
+* exiting early, or ending the process in any other way, leaves the remaining tests ``not_run``.
+
+Every test shape works this way, since the test's own code runs unchanged here: MBPP's
+``assert f(x) == y``, HumanEval's split ``check`` (``candidate`` is a proxy), ``math.isclose``,
+loops that call the candidate many times, ``check(candidate)`` as a whole. What a test cannot do
+is pass the program something that is not plain data (a lambda, an object of the test's own),
+or read an attribute of the program's function objects; such a test is an ``error``.
+
+Test code comes from the data set, which is trusted as the data set is: it runs in this process
+(never the program's code). Each test has ``timeout`` seconds of the program's time; a program
+that stops answering ends the execution, and its remaining tests are ``not_run``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import importlib
+import marshal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aipo_env.sandbox.dialogue import Channel, ChannelClosed, NoAnswer
+from aipo_env.tasks.code_values import BadReply, Handle, decode, encode, parse_reply
+
+_GRACE_SECONDS = 0.5
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+@dataclass
+class Verdict:
+    """What the judge found.
+
+    Attributes:
+        loaded: ``True``, ``False`` (the program never said it loaded) or the load error.
+        outcomes: ``(outcome, detail)`` per test: ``passed``, ``failed``, ``error``,
+            ``timeout`` or ``not_run``.
+    """
+
+    loaded: bool | str
+    outcomes: list[tuple[str, str]]
+
+
+class ProgramError(Exception):
+    """The program raised an exception that is not a builtin one."""
+
+
+class _Timeout(BaseException):
+    """The program's time for this test ran out (a BaseException: tests must not catch it)."""
+
+
+class _Gone(BaseException):
+    """The program ended or stopped answering; nothing more can be asked of it."""
+
+
+def judge(
+    program: str, setup: str, tests: Sequence[str], timeout: float, load_seconds: float
+) -> Callable[[Channel], Verdict]:
+    """The dialogue (for :func:`~aipo_env.sandbox.dialogue.converse`) that judges ``program``.
+
+    Args:
+        program: the candidate's code.
+        setup: code the tests need first (imports, HumanEval's helpers and ``candidate = f``);
+            only its import statements are also run in the sandbox, after the program.
+        tests: each test's source.
+        timeout: seconds of the program's time per test.
+        load_seconds: seconds the program may take to load.
+    """
+
+    def dialogue(channel: Channel) -> Verdict:
+        remote = _Remote(channel)
+        outcomes = [("not_run", "")] * len(tests)
+        try:
+            channel.send(
+                marshal.dumps({"program": program, "setup": imports_of(setup), "seconds": load_seconds})
+            )
+            first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
+        except (ChannelClosed, BadReply):
+            return Verdict(False, outcomes)
+        if first[0] == "load_error" and len(first) == 2:
+            return Verdict(str(first[1]), outcomes)
+        if first[0] != "loaded" or len(first) != 2 or type(first[1]) is not list:
+            return Verdict(False, outcomes)
+        defined = {name for name in first[1] if type(name) is str}
+        namespace = _namespace(setup, tests, defined, remote)
+        try:
+            exec(_compiled(setup, "<test setup>"), namespace)
+        except Exception as exc:  # the data set's own setup is broken: no test can pass
+            return Verdict(True, [("error", f"the test setup failed: {_describe(exc)}")] * len(tests))
+        for index, source in enumerate(tests):
+            outcomes[index] = remote.run_test(source, index, namespace, timeout)
+            if remote.gone:
+                break
+        if not remote.gone:
+            with contextlib.suppress(ChannelClosed):
+                channel.send(marshal.dumps(("end",)))
+        return Verdict(True, outcomes)
+
+    return dialogue
+
+
+def imports_of(setup: str) -> str:
+    """The top-level import statements of ``setup`` (all the sandbox gets of it)."""
+    try:
+        body = ast.parse(setup).body
+    except SyntaxError:
+        return ""
+    kept = [node for node in body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[]))
+
+
+class _Remote:
+    """Calls into the sandbox, one at a time, under the current test's clock."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.gone = False
+        self.last: Any = _NOTHING
+        self._handles: dict[int, Handle] = {}
+        self._counter = 0
+        self._deadline = 0.0
+
+    def run_test(self, source: str, index: int, namespace: dict, timeout: float) -> tuple[str, str]:
+        self.last = _NOTHING
+        self._deadline = time.monotonic() + timeout
+        try:
+            exec(_compiled(source, f"<test {index + 1}>"), namespace)
+        except AssertionError:
+            if self.last is _NOTHING:
+                return "failed", "the assertion did not hold"
+            return "failed", f"returned {_safe_repr(self.last)[:200]}"
+        except _Timeout:
+            return "timeout", f"took longer than {timeout:g} s"
+        except _Gone:
+            return "not_run", ""
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the program's exception, or the test's own error
+            return "error", _describe(exc)
+        return "passed", ""
+
+    def call(self, target: int | str, args: tuple, kwargs: dict) -> Any:
+        encoded_args = [encode(arg) for arg in args]
+        encoded_kwargs = [(str(key), encode(value)) for key, value in kwargs.items()]
+        return self._ask("call", target, encoded_args, encoded_kwargs)
+
+    def getattr(self, target: int | str, name: str) -> Any:
+        return self._ask("getattr", target, name)
+
+    def handle(self, number: int) -> Handle:
+        if number not in self._handles:
+            self._handles[number] = Handle(number, self)
+        return self._handles[number]
+
+    def _ask(self, operation: str, target: int | str, *fields: Any) -> Any:
+        if self.gone:
+            raise _Gone()
+        seconds = self._deadline - time.monotonic()
+        if seconds <= 0:
+            raise _Timeout()
+        self._counter += 1
+        number = self._counter
+        try:
+            self.channel.send(marshal.dumps((operation, number, target, *fields, seconds)))
+            reply = parse_reply(self.channel.receive(seconds + _GRACE_SECONDS))
+        except NoAnswer as exc:  # the program blocked its own timer: it is stuck for good
+            self.gone = True
+            raise _Timeout() from exc
+        except ChannelClosed as exc:
+            self.gone = True
+            raise _Gone() from exc
+        except BadReply as exc:
+            self.gone = True
+            raise _Gone() from exc
+        if len(reply) < 2 or reply[1] != number:
+            self.gone = True  # a reply out of turn: the program writes on its reply stream itself
+            raise _Gone()
+        kind = reply[0]
+        if kind == "value" and len(reply) == 3:
+            try:
+                self.last = decode(reply[2], self.handle)
+            except BadReply as exc:
+                self.gone = True
+                raise _Gone() from exc
+            return self.last
+        if kind == "timeout" and len(reply) == 2:
+            raise _Timeout()
+        if kind == "raised" and len(reply) == 4 and type(reply[2]) is str and type(reply[3]) is str:
+            raise _exception(reply[2], reply[3])
+        self.gone = True
+        raise _Gone()
+
+
+_NOTHING = object()
+
+
+def _exception(name: str, message: str) -> Exception:
+    """The program's exception as this process can raise it: a builtin exception of that name
+    (so that a test's ``except ValueError`` works), anything else a :class:`ProgramError`."""
+    kind = getattr(builtins, name, None) if name in _BUILTIN_NAMES else None
+    detail = message.partition(": ")[2] if message.startswith(f"{name}: ") else message
+    if isinstance(kind, type) and issubclass(kind, Exception) and kind is not AssertionError:
+        try:
+            return kind(detail)
+        except Exception:  # an exception whose constructor wants other arguments
+            pass
+    return ProgramError(message)
+
+
+def _namespace(setup: str, tests: Sequence[str], defined: set[str], remote: _Remote) -> dict[str, Any]:
+    """The judge's globals: builtins and a proxy for each program name the tests or setup use.
+
+    A program's name that shadows a builtin or a standard module gets no proxy: a program that
+    defines ``sorted`` or ``math`` must not change what the test's own ``sorted`` or ``math`` do.
+    """
+    namespace: dict[str, Any] = {"__name__": "__judge__", "__builtins__": builtins}
+    for name in sorted(_free_names(setup, tuple(tests)) & defined):
+        if name in sys.stdlib_module_names:  # a test that uses the program's `import math`
+            with contextlib.suppress(ImportError):
+                namespace[name] = importlib.import_module(name)  # gets the real one
+        elif name not in _BUILTIN_NAMES:
+            namespace[name] = _Name(name, remote)
+    return namespace
+
+
+class _Name:
+    """A name of the program's namespace; calling it (or one of its attributes) calls into the sandbox."""
+
+    __slots__ = ("_name", "_remote")
+
+    def __init__(self, name: str, remote: _Remote) -> None:
+        self._name, self._remote = name, remote
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remote.call(self._name, args, kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        value = self._remote.getattr(self._name, attribute)
+        return value
+
+    def __repr__(self) -> str:
+        return f"<{self._name} of the program>"
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str, filename: str) -> Any:
+    return compile(source, filename, "exec")
+
+
+@lru_cache(maxsize=1024)
+def _free_names(setup: str, tests: tuple[str, ...]) -> frozenset[str]:
+    names: set[str] = set()
+    for source in (setup, *tests):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return frozenset(names)
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc)
+    name = type(exc).__name__
+    return (f"{name}: {message}" if message else name)[:300]
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a value too big to show (an int past the digit limit)
+        return f"a {type(value).__name__}"

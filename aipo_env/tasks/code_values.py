@@ -1,0 +1,159 @@
+"""The trusted side of the value encoding that crosses the sandbox's boundary.
+
+The encoding is described in :mod:`aipo_env.tasks.code_harness` (tagged tuple trees of exact
+builtin types). A reply line from the sandbox is parsed with :func:`ast.literal_eval`, which
+builds builtin literals only and runs no code, and is then checked node by node: a wrong tag, a
+wrong type, too many nodes or too deep a tree is a :class:`BadReply`. So a candidate can never
+hand the judge an object of its own: no ``__eq__`` that is always true, no ``int`` subclass, no
+truthy stand-in. Anything that is not plain data stays in the sandbox as a :class:`Handle`.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import Any
+
+MAX_LINE_BYTES = 8 * 1024 * 1024
+MAX_NODES = 200_000
+MAX_DEPTH = 48
+_CONTAINERS: dict[str, type] = {"l": list, "t": tuple, "set": set, "fs": frozenset}
+_KINDS = {list: "l", tuple: "t", set: "set", frozenset: "fs"}
+
+
+class BadReply(ValueError):
+    """The sandbox sent something that is not a well-formed reply."""
+
+
+class Handle:
+    """An object that lives in the sandbox (a class instance, a function), known by number.
+
+    It equals only itself, so it can never pass as an expected value. Calling it, or one of its
+    attributes, is a call into the sandbox through ``remote``.
+    """
+
+    __slots__ = ("_number", "_remote")
+
+    def __init__(self, number: int, remote: Any) -> None:
+        object.__setattr__(self, "_number", number)
+        object.__setattr__(self, "_remote", remote)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remote.call(self._number, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._remote.getattr(self._number, name)
+
+    def __repr__(self) -> str:
+        return f"<object #{self._number} of the program>"
+
+
+def encode(value: Any, depth: int = 0) -> tuple:
+    """``value`` (an argument built by a test) as a tree; handles go back as their number.
+
+    Raises:
+        TypeError: a value that is neither plain data nor a handle (a lambda of the test).
+    """
+    if depth > MAX_DEPTH:
+        raise TypeError("an argument is nested too deeply to send to the program")
+    kind = type(value)
+    if value is None:
+        return ("n",)
+    if kind is bool:
+        return ("b", value)
+    if kind is int:
+        return ("i", hex(value))
+    if kind is float:
+        return ("f", value.hex())
+    if kind is complex:
+        return ("c", value.real.hex(), value.imag.hex())
+    if kind is str:
+        return ("s", value)
+    if kind is bytes:
+        return ("y", value)
+    if kind in _KINDS:
+        return (_KINDS[kind], [encode(item, depth + 1) for item in value])
+    if kind is dict:
+        return ("d", [(encode(k, depth + 1), encode(v, depth + 1)) for k, v in value.items()])
+    if kind is range:
+        return ("r", value.start, value.stop, value.step)
+    if kind is Handle:
+        return ("h", value._number)
+    raise TypeError(f"a {kind.__name__} argument cannot be sent to the program (plain data only)")
+
+
+def parse_reply(line: bytes) -> tuple:
+    """One reply line as a tuple of builtin literals.
+
+    Raises:
+        BadReply: not one well-formed literal tuple within the size bounds.
+    """
+    if len(line) > MAX_LINE_BYTES:
+        raise BadReply("a reply of the program was too long")
+    try:
+        record = ast.literal_eval(line.decode("utf-8"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError, TypeError) as exc:
+        raise BadReply(f"the program sent a malformed reply ({type(exc).__name__})") from exc
+    if type(record) is not tuple or not record or type(record[0]) is not str:
+        raise BadReply("the program sent a malformed reply")
+    return record
+
+
+def decode(tree: Any, handle: Callable[[int], Handle]) -> Any:
+    """The value of a reply's tree, checking every node (see the module docstring).
+
+    Raises:
+        BadReply: a node that is not one of the encoding's.
+    """
+    budget = [MAX_NODES]
+    return _decode(tree, handle, 0, budget)
+
+
+def _decode(tree: Any, handle: Callable[[int], Handle], depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        raise BadReply("the program's value is too large or too deeply nested")
+    if type(tree) is not tuple or not tree or type(tree[0]) is not str:
+        raise BadReply("the program's value is not an encoded tree")
+    tag, rest = tree[0], tree[1:]
+    try:
+        if tag == "n" and not rest:
+            return None
+        if tag == "b" and _shape(rest, bool):
+            return rest[0]
+        if tag == "s" and _shape(rest, str):
+            return rest[0]
+        if tag == "y" and _shape(rest, bytes):
+            return rest[0]
+        if tag == "i" and _shape(rest, str):
+            return int(rest[0], 16)
+        if tag == "f" and _shape(rest, str):
+            return float.fromhex(rest[0])
+        if tag == "c" and _shape(rest, str, str):
+            return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+        if tag == "r" and _shape(rest, int, int, int):
+            return range(*rest)
+        if tag == "h" and _shape(rest, int):
+            return handle(rest[0])
+        if tag in _CONTAINERS and _shape(rest, list):
+            return _CONTAINERS[tag](_decode(item, handle, depth + 1, budget) for item in rest[0])
+        if tag == "it" and _shape(rest, list):
+            return iter([_decode(item, handle, depth + 1, budget) for item in rest[0]])
+        if tag == "d" and _shape(rest, list):
+            pairs = rest[0]
+            if not all(type(pair) is tuple and len(pair) == 2 for pair in pairs):
+                raise BadReply("the program sent a malformed dictionary")
+            return {
+                _decode(k, handle, depth + 1, budget): _decode(v, handle, depth + 1, budget) for k, v in pairs
+            }
+    except (ValueError, TypeError, OverflowError) as exc:  # a bad number, an unhashable key
+        if isinstance(exc, BadReply):
+            raise
+        raise BadReply(f"the program sent a malformed value ({type(exc).__name__})") from exc
+    raise BadReply(f"the program sent an unknown value tag {tag!r}")
+
+
+def _shape(rest: tuple, *types: type) -> bool:
+    return len(rest) == len(types) and all(type(item) is kind for item, kind in zip(rest, types, strict=True))
