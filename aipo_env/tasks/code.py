@@ -32,7 +32,7 @@ from typing import Any, Literal
 from aipo_env.sandbox import ExecutionResult, Job, Limits, Mode, Sandbox
 from aipo_env.tasks.base import ListedTask, Problem, Score
 from aipo_env.tasks.code_formats import humaneval_problem, mbpp_problem
-from aipo_env.tasks.code_judge import Verdict, judge
+from aipo_env.tasks.code_judge import Verdict, defined_names, judge
 from aipo_env.tasks.loading import read_rows
 
 DATASETS = ("builtin", "mbpp", "humaneval")
@@ -189,6 +189,7 @@ class CodeTask(ListedTask):
             program,
             problem.metadata["setup"],
             [test["source"] for test in tests],
+            targets=defined_names(problem.answer),
             timeout=self.timeout,
             load_seconds=self.timeout + _STARTUP_SECONDS,
         )

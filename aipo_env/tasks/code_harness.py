@@ -25,10 +25,12 @@ prints go to standard error):
 **Encoding.** A value is a tagged tuple tree built from exact builtin types only (``type(x) is
 int``, never a subclass): ``("n",)`` None, ``("b", bool)``, ``("i", hex)``, ``("f", float.hex)``,
 ``("c", real hex, imaginary hex)``, ``("s", str)``, ``("y", bytes)``, ``("l"|"t"|"set"|"fs",
-[items])``, ``("d", [(key, value)])``, ``("r", start, stop, step)`` a range, ``("it", [items])``
+[items])``, ``("d", [(key, value)])``, ``("r", start, stop, step)`` a range, ``("dq", [items])`` a deque, ``("it", [items])``
 an iterator (materialised, so ``list(f(x))`` works and ``f(x) == [...]`` stays false), and
 ``("h", number)`` a handle for any other object (a class instance, a function), which stays here
-and can be passed back in later calls. Trees are bounded in nodes and depth.
+and can be passed back in later calls. An instance of a subclass of a builtin type (a
+``Counter``, a namedtuple, an ``int`` subclass) is sent as its plain builtin data: its own
+``__eq__`` never leaves. Trees are bounded in nodes and depth.
 """
 
 import _signal as signal  # the C module: `signal` would import enum, a tenth of the start-up
@@ -77,6 +79,7 @@ def _serve(
     _compile=compile,
     _exec=exec,
     _getattr=getattr,
+    _isinstance=isinstance,
     _type=type,
     _len=len,
     _iter=iter,
@@ -97,6 +100,20 @@ def _serve(
     # bound before the program runs; patching them could only spoil the program's own answers
     kinds = {list: "l", tuple: "t", set: "set", frozenset: "fs"}
     containers = {"l": list, "t": tuple, "set": set, "fs": frozenset}
+    bases = (bool, int, float, complex, str, bytes, list, tuple, set, frozenset, dict)
+    convert = {
+        bool: lambda v: bool.__bool__(v),
+        int: lambda v: int.__index__(v),
+        float: lambda v: float.__float__(v),
+        complex: lambda v: complex(float.__float__(v.real), float.__float__(v.imag)),
+        str: lambda v: str.__str__(v),
+        bytes: lambda v: bytes(v),
+        list: lambda v: list(list.__iter__(v)),
+        tuple: lambda v: tuple(tuple.__iter__(v)),
+        set: lambda v: set(set.__iter__(v)),
+        frozenset: lambda v: frozenset(frozenset.__iter__(v)),
+        dict: lambda v: {k: dict.__getitem__(v, k) for k in dict.__iter__(v)},
+    }
     handles = {}
 
     def reply(*record):
@@ -143,6 +160,11 @@ def _serve(
             )
         if kind is range:
             return ("r", value.start, value.stop, value.step)
+        for base in bases:  # a subclass (Counter, a namedtuple): its plain data, never its methods
+            if _isinstance(value, base):
+                return encode(convert[base](value), depth, budget)
+        if kind.__name__ == "deque" and kind.__module__ == "collections":
+            return ("dq", [encode(item, depth + 1, budget) for item in value])
         if _getattr(kind, "__next__", None) is not None and _getattr(kind, "__iter__", None) is not None:
             items, iterator = [], _iter(value)
             for item in iterator:
@@ -175,6 +197,8 @@ def _serve(
             return range(tree[1], tree[2], tree[3])
         if tag == "it":
             return _iter([decode(item) for item in tree[1]])
+        if tag == "dq":
+            return __import__("collections").deque(decode(item) for item in tree[1])
         raise ValueError(f"unknown tag {tag!r}")
 
     def on_alarm(signum, frame):

@@ -72,7 +72,13 @@ class _Gone(BaseException):
 
 
 def judge(
-    program: str, setup: str, tests: Sequence[str], timeout: float, load_seconds: float
+    program: str,
+    setup: str,
+    tests: Sequence[str],
+    *,
+    targets: frozenset[str],
+    timeout: float,
+    load_seconds: float,
 ) -> Callable[[Channel], Verdict]:
     """The dialogue (for :func:`~aipo_env.sandbox.dialogue.converse`) that judges ``program``.
 
@@ -81,6 +87,8 @@ def judge(
         setup: code the tests need first (imports, HumanEval's helpers and ``candidate = f``);
             only its import statements are also run in the sandbox, after the program.
         tests: each test's source.
+        targets: the names under test (what the reference solution defines), which the program
+            provides even when they shadow a builtin (MBPP has a function named ``sum``).
         timeout: seconds of the program's time per test.
         load_seconds: seconds the program may take to load.
     """
@@ -100,7 +108,7 @@ def judge(
         if first[0] != "loaded" or len(first) != 2 or type(first[1]) is not list:
             return Verdict(False, outcomes)
         defined = {name for name in first[1] if type(name) is str}
-        namespace = _namespace(setup, tests, defined, remote)
+        namespace = _namespace(setup, tests, defined, targets, remote)
         try:
             exec(_compiled(setup, "<test setup>"), namespace)
         except Exception as exc:  # the data set's own setup is broken: no test can pass
@@ -115,6 +123,23 @@ def judge(
         return Verdict(True, outcomes)
 
     return dialogue
+
+
+@lru_cache(maxsize=4096)
+def defined_names(source: str) -> frozenset[str]:
+    """The names that the top level of ``source`` defines by ``def``, ``class`` or assignment."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return frozenset()
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return frozenset(names)
 
 
 def imports_of(setup: str) -> str:
@@ -225,15 +250,20 @@ def _exception(name: str, message: str) -> Exception:
     return ProgramError(message)
 
 
-def _namespace(setup: str, tests: Sequence[str], defined: set[str], remote: _Remote) -> dict[str, Any]:
+def _namespace(
+    setup: str, tests: Sequence[str], defined: set[str], targets: frozenset[str], remote: _Remote
+) -> dict[str, Any]:
     """The judge's globals: builtins and a proxy for each program name the tests or setup use.
 
-    A program's name that shadows a builtin or a standard module gets no proxy: a program that
-    defines ``sorted`` or ``math`` must not change what the test's own ``sorted`` or ``math`` do.
+    Apart from the ``targets``, a program's name that shadows a builtin or a standard module
+    gets no proxy: a program that defines ``sorted`` or ``math`` must not change what the
+    test's own ``sorted`` or ``math`` do.
     """
     namespace: dict[str, Any] = {"__name__": "__judge__", "__builtins__": builtins}
     for name in sorted(_free_names(setup, tuple(tests)) & defined):
-        if name in sys.stdlib_module_names:  # a test that uses the program's `import math`
+        if name in targets:
+            namespace[name] = _Name(name, remote)
+        elif name in sys.stdlib_module_names:  # a test that uses the program's `import math`
             with contextlib.suppress(ImportError):
                 namespace[name] = importlib.import_module(name)  # gets the real one
         elif name not in _BUILTIN_NAMES:

@@ -11,6 +11,7 @@ truthy stand-in. Anything that is not plain data stays in the sandbox as a :clas
 from __future__ import annotations
 
 import ast
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,8 @@ def encode(value: Any, depth: int = 0) -> tuple:
         return ("r", value.start, value.stop, value.step)
     if kind is Handle:
         return ("h", value._number)
+    if kind is collections.deque:
+        return ("dq", [encode(item, depth + 1) for item in value])
     raise TypeError(f"a {kind.__name__} argument cannot be sent to the program (plain data only)")
 
 
@@ -139,6 +142,8 @@ def _decode(tree: Any, handle: Callable[[int], Handle], depth: int, budget: list
             return handle(rest[0])
         if tag in _CONTAINERS and _shape(rest, list):
             return _CONTAINERS[tag](_decode(item, handle, depth + 1, budget) for item in rest[0])
+        if tag == "dq" and _shape(rest, list):
+            return collections.deque(_decode(item, handle, depth + 1, budget) for item in rest[0])
         if tag == "it" and _shape(rest, list):
             return iter([_decode(item, handle, depth + 1, budget) for item in rest[0]])
         if tag == "d" and _shape(rest, list):
