@@ -34,7 +34,7 @@ _ALWAYS_EQUAL = {
     "def sum_of_squares(numbers):\n    return Anything()",
     "int subclass": "class Int(int):\n    def __eq__(self, other):\n        return True\n"
     "    __hash__ = int.__hash__\n"
-    "def sum_of_squares(numbers):\n    return Int(0)",
+    "def sum_of_squares(numbers):\n    return Int(-1)",
     "truthy __eq__ result": "class Yes:\n    def __bool__(self):\n        return True\n"
     "class Anything:\n    def __eq__(self, other):\n        return Yes()\n"
     "    def __ne__(self, other):\n        return Yes()\n"
