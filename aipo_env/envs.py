@@ -234,7 +234,10 @@ class CodeEnv(ReasoningEnv):
     problem's tests in a sandbox: its own process under wall, CPU, memory, process-count,
     output and file-size limits, in a fresh working directory, with a scrubbed environment and,
     where bubblewrap works, no network and a read-only view of the system (see
-    :mod:`aipo_env.sandbox.isolation` for the weaker modes used when it does not). The first test
+    :mod:`aipo_env.sandbox.isolation` for the weaker modes used when it does not). The tests
+    themselves run outside the sandbox, in a trusted judge that only sends the program calls
+    and gets plain data back (:mod:`aipo_env.tasks.code_judge`), so a program cannot game its
+    reward. As root, model code runs as an unprivileged uid or not at all. The first test
     is visible (shown in the prompt, run by the Verify agent); the others are hidden (see
     :mod:`aipo_env.tasks.code_formats`). The Verify agent runs the policy's latest code on the
     visible tests and reports the first failure; the Reasoning agent reveals the reference
@@ -271,6 +274,8 @@ class CodeEnv(ReasoningEnv):
     * ``timeout``: seconds per test (default 4). ``limits``: a :class:`~aipo_env.sandbox.Limits`
       for memory, processes, output and files. ``isolation``: ``"auto"``, ``"bwrap"``,
       ``"unshare"`` or ``"none"``. ``workers``: parallel executions for ``task.score_many``.
+    * ``unsafe_run_as_root``: run model code as root where no mode can drop privileges
+      (default off: ``gym.make`` then fails with what to install).
     * every :class:`~aipo_env.core.ReasoningEnv` keyword.
 
     ## Version History
@@ -290,6 +295,7 @@ class CodeEnv(ReasoningEnv):
         limits: Limits | None = None,
         isolation: str = "auto",
         workers: int = 2,
+        unsafe_run_as_root: bool = False,
         **env_kwargs: Any,
     ) -> None:
         from aipo_env.tasks.code import code_task
@@ -305,5 +311,6 @@ class CodeEnv(ReasoningEnv):
             limits=limits,
             isolation=isolation,
             workers=workers,
+            unsafe_run_as_root=unsafe_run_as_root,
         )
         super().__init__(task, **env_kwargs)

@@ -32,6 +32,7 @@ zero; ``none`` shares the count with the user's other processes, so it allows th
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,6 @@ DEFAULT_UID = 64000
 _BOOTSTRAP = Path(__file__).with_name("bootstrap.py").read_text(encoding="utf-8")
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf")
 _TOP_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_TMP_BYTES = 64 * 1024 * 1024
 _PROBE = "import collections, json, math, re\nprint('sandbox-ok')\n"
 
 
@@ -87,8 +87,14 @@ class Isolation:
         settings = [f"{name}={value}" for name, value in limits.rlimits(extra_processes=extra).items()]
         program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, "main.py", user, *settings]
         if self.mode == "bwrap":
-            mounts = ["--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--remount-ro", "/"]
+            mounts = [*_bwrap_mounts(workdir, limits), *self._bwrap_python, "--remount-ro", "/"]
             return [*self._bwrap_prefix, *mounts, "--", *program]
+        if self.mode == "unshare" and self.drop_privileges:
+            return [
+                *self._unshare_prefix,
+                "--",
+                *_unshare_as_user(self.python, workdir, limits, user, program),
+            ]
         if self.mode == "unshare":
             return [*self._unshare_prefix, "--", *program]
         return program
@@ -126,7 +132,14 @@ class Isolation:
                 args += ["--ro-bind", top, top]
         for name in _ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        created: set[str] = set()
+        return args
+
+    @cached_property
+    def _bwrap_python(self) -> list[str]:
+        """Binds of the Python installation, made after the private ``/tmp`` so that an
+        interpreter or a venv that lives under ``/tmp`` stays visible at its real path."""
+        args: list[str] = []
+        created: set[str] = {"/tmp"}
         for root in python_roots(self.python):
             for ancestor in reversed(Path(root).parents[:-1]):
                 if str(ancestor) not in created:
@@ -134,9 +147,6 @@ class Isolation:
                     # bubblewrap creates missing parents as 0700, which the sandbox user could not traverse
                     args += ["--perms", "0755", "--dir", str(ancestor)]
             args += ["--ro-bind", root, root]
-        args += ["--dev", "/dev", "--proc", "/proc"]
-        args += (["--size", str(_TMP_BYTES)] if _bwrap_has("--size") else []) + ["--perms", "1777"]
-        args += ["--tmpfs", "/tmp"]
         return args
 
     @cached_property
@@ -145,9 +155,70 @@ class Isolation:
         return args if os.getuid() == 0 else [*args, "--user", "--map-root-user"]
 
 
+def _bwrap_mounts(workdir: Path, limits: Limits) -> list[str]:
+    """The writable places: a private ``/tmp`` and the working directory, each a tmpfs of
+    ``limits.disk_mb`` (so the total written is bounded), with the job's files bound read-only."""
+    if not _bwrap_has("--size"):  # bubblewrap < 0.6: no sized tmpfs, only the per-file limit
+        args = ["--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
+        return [*args, "--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR]
+    size = str(limits.disk_mb * 1024 * 1024)
+    args = ["--size", size, "--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
+    args += ["--size", size, "--perms", "0777", "--tmpfs", SANDBOX_DIR]
+    for name in sorted(os.listdir(workdir)):
+        args += ["--ro-bind", str(workdir / name), f"{SANDBOX_DIR}/{name}"]
+    return [*args, "--chdir", SANDBOX_DIR]
+
+
+#: mounted over in ``unshare`` mode as root: the host directories that anyone may write to
+_SHARED_WRITABLE = ("/dev/shm", "/run/lock", "/home")
+
+
+def _unshare_as_user(python: str, workdir: Path, limits: Limits, user: str, program: list[str]) -> list[str]:
+    """The shell step that makes ``unshare`` mode safe for an unprivileged uid (run as root in
+    the new mount namespace, before the bootstrap drops privileges):
+
+    * the Python installation is bound read-only into the working directory and started from
+      there, so the uid can read its standard library even when it lives under ``/root``;
+    * ``/tmp`` and ``/var/tmp`` become private tmpfs mounts of ``limits.disk_mb``, the working
+      directory a copy on one of them (so the total written is bounded), and the host's other
+      world-writable directories and ``/home`` are covered by small empty tmpfs mounts.
+    """
+    real = os.path.realpath(python)
+    root = os.path.dirname(os.path.dirname(real))
+    inside = f"{workdir}/.python/{os.path.relpath(real, root)}"
+    entries = " ".join(shlex.quote(name) for name in sorted(os.listdir(workdir)))
+    size = limits.disk_mb * 1024 * 1024
+    here = shlex.quote(str(workdir))
+    lines = [
+        "set -e",
+        # /var/tmp becomes the private tmpfs that holds the working directory's copy and the
+        # Python bind; both are then bound at the working directory's path on a private /tmp
+        f"mount -t tmpfs -o size={size},mode=1777 tmpfs /var/tmp",
+        "mkdir /var/tmp/work /var/tmp/work/.python",
+        f"mount --bind -o ro {shlex.quote(root)} /var/tmp/work/.python",
+        f"cp -a {entries} /var/tmp/work/" if entries else "true",  # names relative to the host's copy
+        f"chown {user}:{user} /var/tmp/work",
+        "chmod 0700 /var/tmp/work",
+        f"mount -t tmpfs -o size={size},mode=1777 tmpfs /tmp",
+        f"mkdir -p {here}",
+        f"mount --rbind /var/tmp/work {here}",
+        f"cd {here}",
+        *(
+            f"mount -t tmpfs -o size=1048576,mode=0755 tmpfs {path}"
+            for path in _SHARED_WRITABLE
+            if os.path.isdir(path)
+        ),
+        f'exec {shlex.quote(inside)} "$@"',
+    ]
+    return ["/bin/sh", "-c", "\n".join(lines), "sh", *program[1:]]
+
+
 def python_roots(python: str) -> list[str]:
     """The directories of the Python installation outside ``/usr`` that the sandbox must see."""
-    candidates = {os.path.dirname(os.path.dirname(os.path.realpath(python)))}
+    # the interpreter's own directory (a venv's bin/) and the installation its link leads to
+    candidates = {
+        os.path.dirname(os.path.dirname(path)) for path in (os.path.abspath(python), os.path.realpath(python))
+    }
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         candidates |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     roots = sorted({os.path.realpath(path) for path in candidates})
@@ -159,31 +230,42 @@ def python_roots(python: str) -> list[str]:
     return kept
 
 
-def detect_isolation(requested: Mode | Literal["auto"] = "auto", python: str | None = None) -> Isolation:
+def detect_isolation(
+    requested: Mode | Literal["auto"] = "auto",
+    python: str | None = None,
+    *,
+    unsafe_run_as_root: bool = False,
+) -> Isolation:
     """The strongest working isolation (``"auto"``), or the requested mode if it works.
 
     The probe runs a tiny program through each candidate once per process; the result is cached.
+    As root, model code runs as an unprivileged uid or not at all: only
+    ``unsafe_run_as_root=True`` lets a mode that cannot drop privileges run it as root.
 
     Raises:
-        SandboxUnavailable: an explicitly requested mode does not work here (the message says why).
+        SandboxUnavailable: no mode (or not the requested one) works here; the message says why
+            and what to install or change.
         ValueError: ``requested`` is not a known mode.
     """
     if requested != "auto" and requested not in MODES:
         raise ValueError(f"isolation must be 'auto' or one of {', '.join(MODES)}, got {requested!r}")
-    return _detect(requested, python or sys.executable)
+    return _detect(requested, python or sys.executable, bool(unsafe_run_as_root))
 
 
 _DETECT_LOCK = threading.Lock()
 
 
 @cache
-def _detect_cached(requested: str, python: str) -> Isolation:
+def _detect_cached(requested: str, python: str, unsafe_root: bool) -> Isolation:
     modes = MODES if requested == "auto" else (requested,)
     as_root = os.getuid() == 0
     failures: list[str] = []
     for mode in modes:
-        # as root, bwrap always drops privileges; the others try with a drop first, then without
+        # as root, bwrap always drops privileges; the others drop them, or (only when asked to
+        # be unsafe) keep them
         drops = [True] if mode == "bwrap" and as_root else ([True, False] if as_root else [False])
+        if as_root and not unsafe_root:
+            drops = [True]
         for drop in drops:
             isolation = Isolation(mode, python, drop)
             problem = _probe(isolation)
@@ -192,12 +274,19 @@ def _detect_cached(requested: str, python: str) -> Isolation:
                     _warn(isolation, failures)
                 return isolation
             failures.append(f"{mode}{' as an unprivileged user' if drop else ''}: {problem}")
-    raise SandboxUnavailable(f"isolation={requested!r} does not work here: {'; '.join(failures)}")
+    advice = ""
+    if as_root and not unsafe_root:
+        advice = (
+            ". Model code is never run as root by default: install bubblewrap (Debian: apt-get install "
+            "bubblewrap) so that it runs as an unprivileged user, or pass unsafe_run_as_root=True to run "
+            "it as root anyway"
+        )
+    raise SandboxUnavailable(f"isolation={requested!r} does not work here: {'; '.join(failures)}{advice}")
 
 
-def _detect(requested: str, python: str) -> Isolation:
+def _detect(requested: str, python: str, unsafe_root: bool = False) -> Isolation:
     with _DETECT_LOCK:  # concurrent first calls probe once
-        return _detect_cached(requested, python)
+        return _detect_cached(requested, python, unsafe_root)
 
 
 def _probe(isolation: Isolation) -> str | None:

@@ -27,15 +27,22 @@ class Limits:
             execution (``output_limit``).
         max_file_mb: size of any file the program writes (``RLIMIT_FSIZE``), in MiB.
         max_open_files: file descriptors per process (``RLIMIT_NOFILE``).
+        disk_mb: what the program may write in all, in MiB, in each of its working directory
+            and its private ``/tmp`` (each a tmpfs of this size in ``bwrap`` mode, and ``/tmp``
+            in ``unshare`` mode as root); elsewhere only ``max_file_mb`` per file holds.
+
+    Memory is bounded per process: all of a sandbox's processes together may hold up to
+    ``max_processes * memory_mb`` (512 MiB x 8 = 4 GiB by default), since no cgroup is used.
     """
 
     wall_seconds: float = 10.0
     cpu_seconds: float = 10.0
-    memory_mb: int = 1024
-    max_processes: int = 16
+    memory_mb: int = 512
+    max_processes: int = 8
     max_output_bytes: int = 256 * 1024
     max_file_mb: int = 16
     max_open_files: int = 64
+    disk_mb: int = 64
 
     def __post_init__(self) -> None:
         positive = {
@@ -46,6 +53,7 @@ class Limits:
             "max_output_bytes": self.max_output_bytes,
             "max_file_mb": self.max_file_mb,
             "max_open_files": self.max_open_files,
+            "disk_mb": self.disk_mb,
         }
         for name, value in positive.items():
             if not value > 0:

@@ -61,8 +61,13 @@ class Sandbox:
             says so once when that is weaker than bubblewrap), ``"bwrap"``, ``"unshare"``,
             ``"none"``, or an :class:`Isolation`.
 
+        unsafe_run_as_root: when the parent is root and no mode can switch the program to an
+            unprivileged uid, run it as root anyway (unsafe: it can then read and write
+            whatever root can that its mode leaves visible). Off by default: such a sandbox
+            refuses to run anything.
+
     Raises:
-        SandboxUnavailable: on first use, when an explicitly requested mode does not work.
+        SandboxUnavailable: on first use, when no mode (or not the requested one) works here.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Sandbox:
         *,
         workers: int = 2,
         isolation: Mode | Literal["auto"] | Isolation = "auto",
+        unsafe_run_as_root: bool = False,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -79,6 +85,7 @@ class Sandbox:
         self.limits = limits or Limits()
         self.workers = workers
         self._requested = isolation
+        self._unsafe_root = unsafe_run_as_root
         self._isolation: Isolation | None = isolation if isinstance(isolation, Isolation) else None
         self._running = threading.BoundedSemaphore(workers)
         self._executor: ThreadPoolExecutor | None = None
@@ -89,7 +96,7 @@ class Sandbox:
         """The isolation in use (detected on first access)."""
         if self._isolation is None:
             assert not isinstance(self._requested, Isolation)
-            self._isolation = detect_isolation(self._requested)
+            self._isolation = detect_isolation(self._requested, unsafe_run_as_root=self._unsafe_root)
         return self._isolation
 
     def run(

@@ -84,6 +84,8 @@ class CodeTask(ListedTask):
             plus two seconds of start-up, wall-clock and CPU.
         limits: the other sandbox limits (memory, processes, output, files).
         isolation: the sandbox's isolation mode (``"auto"`` picks the strongest that works).
+        unsafe_run_as_root: let model code run as root where no mode can drop privileges
+            (see :class:`~aipo_env.sandbox.Sandbox`); without it such a machine refuses here.
         workers: sandboxed executions that may run at once (:meth:`score_many`).
     """
 
@@ -102,13 +104,17 @@ class CodeTask(ListedTask):
         limits: Limits | None = None,
         isolation: Mode | Literal["auto"] = "auto",
         workers: int = 2,
+        unsafe_run_as_root: bool = False,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds per test, got {timeout!r}")
         self.problems = list(problems)
         self.partial, self.timeout = partial, float(timeout)
         self.limits = limits or Limits()
-        self.sandbox = Sandbox(self.limits, workers=workers, isolation=isolation)
+        self.sandbox = Sandbox(
+            self.limits, workers=workers, isolation=isolation, unsafe_run_as_root=unsafe_run_as_root
+        )
+        self.sandbox.isolation  # noqa: B018 - refuse now, not at the first answer, when nothing is safe
 
     def score(self, problem: Problem, response: str) -> Score:
         """Run the response's code against all of the problem's tests."""
