@@ -280,7 +280,8 @@ class CodeEnv(ReasoningEnv):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. Since 2026-12 the tests are judged outside the sandbox: rewards of
+      honest programs are unchanged, programs that gamed the old in-sandbox harness score 0.
     """
 
     def __init__(
