@@ -42,7 +42,9 @@ def test_explicit_bwrap_that_does_not_work_raises(without_bwrap):
 
 def test_weakest_mode_still_applies_limits_and_scrubs_the_environment(monkeypatch):
     monkeypatch.setenv("AIPO_TEST_TOKEN", "do-not-leak")
-    with Sandbox(Limits(wall_seconds=1, max_output_bytes=1000), isolation="none") as box:
+    # as root, `none` cannot drop privileges for an interpreter under /root: it must be asked for
+    box = Sandbox(Limits(wall_seconds=1, max_output_bytes=1000), isolation="none", unsafe_run_as_root=True)
+    with box:
         assert box.isolation.mode == "none"
         looping = box.run("while True:\n    pass")
         chatty = box.run("while True:\n    print('x' * 100)")
@@ -82,3 +84,81 @@ def test_python_installation_outside_usr_is_mounted_once():
     assert all(not a.startswith(f"{b}/") for a in roots for b in roots)
     executable = os.path.realpath(sys.executable)
     assert any(executable.startswith(f"{root}/") for root in [*roots, "/usr"])
+
+
+_ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="the parent must be root")
+
+
+@pytest.fixture
+def no_privilege_drop(monkeypatch):
+    """This machine, as if no mode could switch the program to an unprivileged uid."""
+    real_probe = isolation_module._probe
+    monkeypatch.setattr(
+        isolation_module,
+        "_probe",
+        lambda isolation: (
+            "cannot drop privileges here" if isolation.drop_privileges else real_probe(isolation)
+        ),
+    )
+    isolation_module._detect_cached.cache_clear()
+    yield
+    isolation_module._detect_cached.cache_clear()
+
+
+@_ROOT_ONLY
+def test_as_root_model_code_never_runs_as_root_unless_asked_to_be_unsafe(no_privilege_drop):
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap.*unsafe_run_as_root=True"):
+        detect_isolation("auto")
+    with pytest.raises(SandboxUnavailable, match="never run as root"):
+        Sandbox().run("pass")
+    from aipo_env.tasks.code import code_task
+
+    with pytest.raises(SandboxUnavailable, match="unsafe_run_as_root"):
+        code_task("builtin")  # refused when the env is made, not at the first answer
+    with pytest.warns(SandboxWarning, match="runs as root"):
+        unsafe = detect_isolation("auto", unsafe_run_as_root=True)
+    assert not unsafe.drop_privileges
+    with Sandbox(isolation=unsafe) as box:
+        assert box.run("import os\nprint(os.getuid())").stdout == "0\n"
+
+
+@_ROOT_ONLY
+def test_unshare_mode_runs_an_interpreter_under_root_as_an_unprivileged_user(tmp_path):
+    try:
+        isolation = detect_isolation("unshare")
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    assert isolation.drop_privileges
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    host_tmp = f"/tmp/aipo-unshare-{os.getpid()}"
+    program = (
+        "import collections, json, os\n"  # standard modules load after the privilege drop
+        "print(os.getuid() != 0)\n"
+        "for path in [" + repr(str(secret)) + ", '/etc/shadow']:\n"
+        "    try:\n        print(open(path).read())\n    except OSError as exc:\n        print('refused')\n"
+        "open(" + repr(host_tmp) + ", 'w').write('x')\n"
+        "print(len(os.listdir('/tmp')))\n"
+    )
+    with Sandbox(isolation=isolation) as box:
+        result = box.run(program)
+    assert result.ok, result.stderr
+    lines = result.stdout.split()
+    assert lines[:3] == ["True", "refused", "refused"]
+    assert not os.path.exists(host_tmp), "a write to the private /tmp reached the host's /tmp"
+
+
+def test_bwrap_runs_an_interpreter_from_a_venv_under_tmp(tmp_path):
+    import subprocess
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    venv = tmp_path / "venv"  # pytest's tmp_path lives under /tmp, which bwrap makes private
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    isolation = detect_isolation("bwrap", python=python)
+    with Sandbox(isolation=isolation) as box:
+        result = box.run("import sys, json\nprint(sys.executable)")
+    assert result.ok, result.stderr
+    assert result.stdout.strip() == python

@@ -92,3 +92,65 @@ def test_file_size_limit_stops_big_files(sandbox):
     result = sandbox.run("open('big', 'wb').write(b'x' * (40 * 2**20))", limits=Limits(max_file_mb=1))
     # Python ignores SIGXFSZ, so the write fails with EFBIG
     assert result.status == "exit" and "File too large" in result.stderr
+
+
+def test_clean_up_never_follows_a_symlink_into_the_host(sandbox, tmp_path):
+    host = tmp_path / "host-dir"
+    host.mkdir(mode=0o755)
+    host.chmod(0o755)
+    (host / "keep.txt").write_text("keep")
+    program = (
+        f"import os\nos.mkdir('locked')\nos.symlink({str(host)!r}, 'locked/link')\nos.chmod('locked', 0)\n"
+    )
+    result = sandbox.run(program)
+    assert result.ok, result.stderr
+    assert oct(host.stat().st_mode & 0o777) == "0o755"
+    assert (host / "keep.txt").read_text() == "keep"
+
+
+def test_permission_repair_before_the_second_removal_skips_links(tmp_path, monkeypatch):
+    """The pass that runs when the first removal failed (a parent that is not root, a locked
+    directory) gives permissions back to real directories only, never to a link's target."""
+    from aipo_env.sandbox import runner
+
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    host.chmod(0o755)
+    workdir = tmp_path / "work"
+    (workdir / "locked").mkdir(parents=True)
+    (workdir / "locked" / "link").symlink_to(host)
+    (workdir / "locked").chmod(0)
+    calls = []
+    real_rmtree = runner.shutil.rmtree
+
+    def first_fails(path, ignore_errors=False):
+        calls.append(path)
+        if len(calls) > 1:
+            real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(runner.shutil, "rmtree", first_fails)
+    runner.remove_tree(workdir)
+    assert len(calls) == 2 and not workdir.exists()
+    assert oct(host.stat().st_mode & 0o777) == "0o755"
+
+
+def test_total_written_is_bounded_not_only_each_file(sandbox):
+    if sandbox.isolation.mode != "bwrap":
+        pytest.skip("the total is bounded in bwrap mode (sized tmpfs); other modes bound each file")
+    limits = Limits(max_file_mb=16, disk_mb=24, wall_seconds=10)
+    program = (
+        "written = 0\n"
+        "for where in ('.', '/tmp'):\n"
+        "    for index in range(4):\n"
+        "        try:\n"
+        "            with open(f'{where}/big{index}', 'wb') as handle:\n"
+        "                for _ in range(16):\n"
+        "                    handle.write(b'x' * 1024 * 1024)\n"
+        "                    written += 1\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "print(written)\n"
+    )
+    result = sandbox.run(program, limits=limits)
+    assert result.ok, result.stderr
+    assert int(result.stdout) <= 2 * 24  # MiB: the working directory and /tmp, 24 MiB each

@@ -146,7 +146,9 @@ def test_honest_solutions_still_pass_and_get_useful_details(task):
     # a generator is not a list: the same result as running the assertion directly
     lazy = _score(task, "def sum_of_squares(numbers):\n    return (n * n for n in numbers)")
     assert lazy.reward == 0 and lazy.details["tests"][0]["detail"].startswith("it returned <list_iterator")
-    wrong = task.check(task.problem(0), "```python\ndef sum_of_squares(numbers):\n    return sum(numbers)\n```")
+    wrong = task.check(
+        task.problem(0), "```python\ndef sum_of_squares(numbers):\n    return sum(numbers)\n```"
+    )
     assert "returned 6, expected 14" in wrong
 
 
@@ -155,7 +157,7 @@ def test_objects_of_the_program_stay_in_the_sandbox_and_can_be_used(tmp_path):
     rows = tmp_path / "mbpp.jsonl"
     rows.write_text(
         '{"task_id": 7, "prompt": "Pairs.", "code": "class Pair:\\n    def __init__(self, a, b):\\n'
-        '        self.a, self.b = a, b\\n    def total(self):\\n        return self.a + self.b\\n'
+        "        self.a, self.b = a, b\\n    def total(self):\\n        return self.a + self.b\\n"
         'def longest(pairs):\\n    return max(p.b - p.a for p in pairs)", "test_list": '
         '["assert longest([Pair(1, 5), Pair(2, 3)]) == 4", "assert Pair(2, 3).total() == 5", '
         '"assert Pair(1, 2) != Pair(1, 2)"]}\n'
@@ -179,3 +181,27 @@ def test_a_program_that_blocks_its_timer_times_out_and_ends(task):
     score = _score(task, program)
     outcomes = [test["outcome"] for test in score.details["tests"]]
     assert score.reward == 0 and outcomes[0] == "timeout" and set(outcomes[1:]) <= {"not_run"}
+
+
+def test_verify_replies_cannot_carry_the_hosts_files(task):
+    """The Verify agent runs code in the same sandbox: what a program can read, it could print
+    into the consult's reply, so it must not be able to read the parent's files."""
+    import secrets
+    from pathlib import Path
+
+    secret = secrets.token_hex(16)
+    home_file = Path.home() / f".aipo-verify-leak-{secret[:8]}"
+    home_file.write_text(secret)
+    try:
+        program = (
+            "found = []\n"
+            f"for path in [{str(home_file)!r}, '/etc/shadow']:\n"
+            "    try:\n        found.append(open(path).read())\n    except OSError as exc:\n"
+            "        found.append(type(exc).__name__)\n"
+            "raise RuntimeError(' '.join(found))\n"
+        )
+        reply = task.check(task.problem(0), f"```python\n{program}\n```")
+    finally:
+        home_file.unlink()
+    assert reply.startswith("Your code does not run: RuntimeError")
+    assert secret not in reply and "root:" not in reply
