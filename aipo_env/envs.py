@@ -264,8 +264,10 @@ class CodeEnv(ReasoningEnv):
 
     ## Arguments
 
-    * ``dataset``: ``"builtin"`` (eight bundled problems in the MBPP format, offline), ``"mbpp"``
-      or ``"humaneval"``.
+    * ``dataset``: ``"builtin"`` (eight bundled problems in the MBPP format, offline), ``"mbpp"``,
+      ``"humaneval"``, ``"livecodebench"`` (stdin and functional problems; a sample ships as
+      ``aipo_env/data/livecodebench_sample.jsonl``) or ``"stdin_stdout"`` (whole programs
+      judged by their printed output, up to whitespace).
     * ``data_path``: a local JSONL, JSON, Parquet or CSV file in that format; without it the
       Hugging Face hub.
     * ``split``, ``limit``: the hub split and the first N problems.

@@ -15,7 +15,8 @@ Reward: 1 when every test passes, else 0; with ``partial=True``, the fraction of
 ``Score.details`` lists each test's outcome (``passed``, ``failed``, ``error``, ``timeout`` or
 ``not_run``), the execution status and the end of its standard error.
 
-Visible and hidden tests are described in :mod:`aipo_env.tasks.code_formats`. The Verify agent
+Visible and hidden tests are described in :mod:`aipo_env.tasks.code_formats` (MBPP, HumanEval)
+and :mod:`aipo_env.tasks.code_livecodebench` (LiveCodeBench, whole programs on stdin/stdout). The Verify agent
 (:meth:`CodeTask.check`) runs the policy's latest code on the visible tests only and reports
 the first failure; hidden tests never reach the policy, not even their outcome details.
 """
@@ -32,13 +33,21 @@ from typing import Any, Literal
 from aipo_env.sandbox import ExecutionResult, Job, Limits, Mode, Sandbox
 from aipo_env.tasks.base import ListedTask, Problem, Score
 from aipo_env.tasks.code_formats import humaneval_problem, mbpp_problem
-from aipo_env.tasks.code_judge import Verdict, defined_names, judge
+from aipo_env.tasks.code_judge import Verdict, defined_names, judge, judge_output
+from aipo_env.tasks.code_livecodebench import livecodebench_problem, stdio_problem
 from aipo_env.tasks.loading import read_rows
 
-DATASETS = ("builtin", "mbpp", "humaneval")
+DATASETS = ("builtin", "mbpp", "humaneval", "livecodebench", "stdin_stdout")
 _HUB = {
     "mbpp": ("google-research-datasets/mbpp", "sanitized", "test"),
     "humaneval": ("openai/openai_humaneval", None, "test"),
+    "livecodebench": ("livecodebench/code_generation_lite", None, "test"),
+}
+_ADAPTERS = {
+    "mbpp": mbpp_problem,
+    "humaneval": humaneval_problem,
+    "livecodebench": livecodebench_problem,
+    "stdin_stdout": stdio_problem,
 }
 _HARNESS = Path(__file__).with_name("code_harness.py").read_text(encoding="utf-8")
 _PYTHON_FENCES = frozenset({"python", "python3", "py", ""})
@@ -175,7 +184,7 @@ class CodeTask(ListedTask):
         code, _ = extract_code(response)
         entry_point = problem.metadata.get("entry_point")
         if not entry_point:
-            return code
+            return problem.metadata.get("preamble", "") + code
         prefix = problem.metadata["prefix"]
         if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
             imports = [line for line in prefix.splitlines() if re.match(r"(import|from)\s", line)]
@@ -191,14 +200,19 @@ class CodeTask(ListedTask):
     def _job(self, problem: Problem, program: str, tests: Sequence[Mapping[str, Any]]) -> Job:
         seconds = self.timeout * (len(tests) + 1) + _STARTUP_SECONDS
         limits = replace(self.limits, wall_seconds=seconds, cpu_seconds=seconds)
-        dialogue = judge(
-            program,
-            problem.metadata["setup"],
-            [test["source"] for test in tests],
-            targets=defined_names(problem.answer),
-            timeout=self.timeout,
-            load_seconds=self.timeout + _STARTUP_SECONDS,
-        )
+        load_seconds = self.timeout + _STARTUP_SECONDS
+        if problem.metadata.get("format") == "stdio":
+            cases = [(test["stdin"], test["stdout"]) for test in tests]
+            dialogue = judge_output(program, cases, timeout=self.timeout, load_seconds=load_seconds)
+        else:
+            dialogue = judge(
+                program,
+                problem.metadata["setup"],
+                [test["source"] for test in tests],
+                targets=frozenset(problem.metadata.get("targets") or defined_names(problem.answer)),
+                timeout=self.timeout,
+                load_seconds=load_seconds,
+            )
         return Job(_HARNESS, limits=limits, dialogue=dialogue)
 
     def _score(self, problem: Problem, code: str, run: ExecutionResult, verdict: Verdict) -> Score:
@@ -281,11 +295,14 @@ def code_task(
     """Build the code task named ``dataset``.
 
     Args:
-        dataset: ``"builtin"`` (a few bundled problems in the MBPP format, offline), ``"mbpp"``
-            or ``"humaneval"``.
+        dataset: ``"builtin"`` (a few bundled problems in the MBPP format, offline), ``"mbpp"``,
+            ``"humaneval"``, ``"livecodebench"`` or ``"stdin_stdout"`` (whole programs judged
+            by their output; see :mod:`aipo_env.tasks.code_livecodebench`, and its bundled
+            sample ``aipo_env/data/livecodebench_sample.jsonl``).
         data_path: a local JSONL, JSON, Parquet or CSV file in that format; without it the
             Hugging Face hub is used (``google-research-datasets/mbpp`` ``sanitized``,
-            ``openai/openai_humaneval``).
+            ``openai/openai_humaneval``, ``livecodebench/code_generation_lite``;
+            ``stdin_stdout`` needs a file).
         split: the hub split (default ``test``).
         limit: keep the first ``limit`` problems.
         visible_tests: how many tests, from the first, are shown and checked by Verify.
@@ -306,12 +323,14 @@ def code_task(
         with resources.as_file(bundled) as path:
             rows = read_rows(path, hub_name="builtin", split="test", limit=limit)
         problems = [mbpp_problem(row, source="builtin", visible=visible_tests) for row in rows]
-    elif dataset in _HUB:
-        hub_name, hub_config, hub_split = _HUB[dataset]
+    elif dataset in _ADAPTERS:
+        if dataset not in _HUB and data_path is None:
+            raise ValueError(f"dataset={dataset!r} reads a local file: pass data_path=")
+        hub_name, hub_config, hub_split = _HUB.get(dataset, (dataset, None, "test"))
         rows = read_rows(
             data_path, hub_name=hub_name, hub_config=hub_config, split=split or hub_split, limit=limit
         )
-        adapter = mbpp_problem if dataset == "mbpp" else humaneval_problem
+        adapter = _ADAPTERS[dataset]
         problems = [adapter(row, source=dataset, visible=visible_tests) for row in rows]
     else:
         raise ValueError(f"unknown code dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -319,7 +338,7 @@ def code_task(
 
 
 def _explain(outcome: str, detail: str, test: Mapping[str, Any], run: ExecutionResult) -> str:
-    if outcome == "failed" and detail.startswith("returned") and test.get("expected"):
+    if outcome == "failed" and detail.startswith(("returned", "printed")) and test.get("expected"):
         return f"it {detail}, expected {test['expected']}"
     if outcome == "not_run":
         return detail or f"the test did not run: the program {run.describe()} before reaching it"

@@ -14,6 +14,10 @@ of the run). The first frame is ``{"program", "setup", "seconds"}``; each later 
 * ``("call", id, target, args, kwargs, seconds)``: call ``target`` (a name of the program's
   namespace, or a handle number) with the encoded arguments, under a timer of ``seconds``;
 * ``("getattr", id, target, name, seconds)``: the attribute ``name`` of ``target``;
+* ``("stdio", id, input, seconds)``: run the whole program as ``__main__`` in a fresh namespace
+  with ``input`` (bytes) as its standard input, and send back what it printed (a program that
+  calls ``sys.exit`` or ``exit()`` has finished normally). Programs judged this way are only
+  compiled at load (the first frame has ``"stdio": True``);
 * ``("end",)``: exit.
 
 Replies go to the original standard output, one Python literal tuple a line (the program's own
@@ -204,14 +208,40 @@ def _serve(
     def on_alarm(signum, frame):
         raise _timeout()
 
+    def leave(code=None):
+        raise SystemExit(code)
+
+    def run_whole(stdin_bytes):
+        import io  # only programs judged by their output pay for it
+
+        sys = __import__("sys")
+        stdin = io.TextIOWrapper(io.BytesIO(stdin_bytes), encoding="utf-8", errors="replace")
+        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="replace", write_through=True)
+        saved = sys.stdin, sys.stdout
+        sys.stdin, sys.stdout = stdin, stdout
+        try:
+            # exit() and quit() come from `site`, which the sandbox does not load
+            _exec(whole, {"__name__": "__main__", "__builtins__": builtins, "exit": leave, "quit": leave})
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                raise
+        finally:
+            sys.stdin, sys.stdout = saved
+        stdout.flush()
+        return stdout.buffer.getvalue().decode("utf-8", errors="replace")
+
     setup = frame()
     namespace = {"__name__": "__candidate__", "__builtins__": builtins}
+    whole = None
     try:
         _setitimer(_real, 0)
         _signal(_alarm, on_alarm)
         _setitimer(_real, float(setup["seconds"]))
-        _exec(_compile(setup["program"], "solution.py", "exec"), namespace)
-        _exec(_compile(setup["setup"], "<test imports>", "exec"), namespace)
+        if setup.get("stdio"):
+            whole = _compile(setup["program"], "solution.py", "exec")
+        else:
+            _exec(_compile(setup["program"], "solution.py", "exec"), namespace)
+            _exec(_compile(setup["setup"], "<test imports>", "exec"), namespace)
         _setitimer(_real, 0)
     except _timeout:
         reply("load_error", f"loading took longer than {float(setup['seconds']):g} s")
@@ -232,8 +262,11 @@ def _serve(
             _setitimer(_real, float(request[-1]))
             try:
                 target = request[2]
-                subject = handles[target] if _type(target) is int else namespace[target]
-                if request[0] == "call":
+                if request[0] != "stdio":
+                    subject = handles[target] if _type(target) is int else namespace[target]
+                if request[0] == "stdio":
+                    value = run_whole(request[2])
+                elif request[0] == "call":
                     args = [decode(item) for item in request[3]]
                     kwargs = {key: decode(item) for key, item in request[4]}
                     value = subject(*args, **kwargs)

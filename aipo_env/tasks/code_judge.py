@@ -33,6 +33,7 @@ import importlib
 import marshal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -125,6 +126,69 @@ def judge(
     return dialogue
 
 
+def judge_output(
+    program: str, cases: Sequence[tuple[str, str]], *, timeout: float, load_seconds: float
+) -> Callable[[Channel], Verdict]:
+    """The dialogue that judges a whole program by what it prints (LiveCodeBench's stdin tests).
+
+    Each case is ``(standard input, expected standard output)``; the program runs once per case
+    in the sandbox, and its output is compared here under :func:`same_output`.
+    """
+
+    def dialogue(channel: Channel) -> Verdict:
+        remote = _Remote(channel)
+        outcomes = [("not_run", "")] * len(cases)
+        try:
+            channel.send(
+                marshal.dumps({"program": program, "setup": "", "seconds": load_seconds, "stdio": True})
+            )
+            first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
+        except (ChannelClosed, BadReply):
+            return Verdict(False, outcomes)
+        if first[0] == "load_error" and len(first) == 2:
+            return Verdict(str(first[1]), outcomes)
+        if first[0] != "loaded":
+            return Verdict(False, outcomes)
+        for index, (given, expected) in enumerate(cases):
+            remote.start_test(timeout)
+            try:
+                printed = remote.stdio(given.encode("utf-8"))
+                if type(printed) is not str:
+                    outcomes[index] = ("error", "the program's output could not be read")
+                elif same_output(printed, expected):
+                    outcomes[index] = ("passed", "")
+                else:
+                    outcomes[index] = ("failed", f"printed {_shorten(printed)}")
+            except _Timeout:
+                outcomes[index] = ("timeout", f"took longer than {timeout:g} s")
+            except _Gone:
+                break
+            except Exception as exc:  # the program raised
+                outcomes[index] = ("error", _describe(exc))
+        if not remote.gone:
+            with contextlib.suppress(ChannelClosed):
+                channel.send(marshal.dumps(("end",)))
+        return Verdict(True, outcomes)
+
+    return dialogue
+
+
+def same_output(printed: str, expected: str) -> bool:
+    """Whether two outputs are the same up to whitespace: the same lines once blank lines at
+    either end are dropped, each line compared as its whitespace-separated tokens."""
+    return _lines(printed) == _lines(expected)
+
+
+def _lines(text: str) -> list[list[str]]:
+    lines = [line.split() for line in text.strip().splitlines()]
+    return lines
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 @lru_cache(maxsize=4096)
 def defined_names(source: str) -> frozenset[str]:
     """The names that the top level of ``source`` defines by ``def``, ``class`` or assignment."""
@@ -163,9 +227,15 @@ class _Remote:
         self._counter = 0
         self._deadline = 0.0
 
-    def run_test(self, source: str, index: int, namespace: dict, timeout: float) -> tuple[str, str]:
+    def start_test(self, timeout: float) -> None:
         self.last = _NOTHING
         self._deadline = time.monotonic() + timeout
+
+    def stdio(self, given: bytes) -> Any:
+        return self._ask("stdio", given)
+
+    def run_test(self, source: str, index: int, namespace: dict, timeout: float) -> tuple[str, str]:
+        self.start_test(timeout)
         try:
             exec(_compiled(source, f"<test {index + 1}>"), namespace)
         except AssertionError:
@@ -294,7 +364,9 @@ class _Name:
 
 @lru_cache(maxsize=4096)
 def _compiled(source: str, filename: str) -> Any:
-    return compile(source, filename, "exec")
+    with warnings.catch_warnings():  # a data set's `"\w"` is its own business
+        warnings.simplefilter("ignore")
+        return compile(source, filename, "exec")
 
 
 @lru_cache(maxsize=1024)
@@ -302,7 +374,9 @@ def _free_names(setup: str, tests: tuple[str, ...]) -> frozenset[str]:
     names: set[str] = set()
     for source in (setup, *tests):
         try:
-            tree = ast.parse(source)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source)
         except SyntaxError:
             continue
         names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
