@@ -193,7 +193,7 @@ def _shorten(text: str, limit: int = 200) -> str:
 def defined_names(source: str) -> frozenset[str]:
     """The names that the top level of ``source`` defines by ``def``, ``class`` or assignment."""
     try:
-        body = ast.parse(source).body
+        body = _parse(source).body
     except SyntaxError:
         return frozenset()
     names: set[str] = set()
@@ -209,7 +209,7 @@ def defined_names(source: str) -> frozenset[str]:
 def imports_of(setup: str) -> str:
     """The top-level import statements of ``setup`` (all the sandbox gets of it)."""
     try:
-        body = ast.parse(setup).body
+        body = _parse(setup).body
     except SyntaxError:
         return ""
     kept = [node for node in body if isinstance(node, (ast.Import, ast.ImportFrom))]
@@ -374,9 +374,7 @@ def _free_names(setup: str, tests: tuple[str, ...]) -> frozenset[str]:
     names: set[str] = set()
     for source in (setup, *tests):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source)
+            tree = _parse(source)
         except SyntaxError:
             continue
         names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
@@ -394,3 +392,9 @@ def _safe_repr(value: Any) -> str:
         return repr(value)
     except Exception:  # a value too big to show (an int past the digit limit)
         return f"a {type(value).__name__}"
+
+
+def _parse(source: str) -> ast.Module:
+    with warnings.catch_warnings():  # a data set's `"\w"` is its own business
+        warnings.simplefilter("ignore")
+        return ast.parse(source)
