@@ -72,6 +72,7 @@ from algorithms.distributed import (
     whole_weights,
     wrap_model,
 )
+from algorithms.envs import make_envs
 from algorithms.losses import token_logprobs
 from algorithms.metrics import rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
@@ -450,7 +451,4 @@ class Trainer:
         count = (
             self.config.rollout.problems_per_step // self.ranks.world_size * self.config.rollout.group_size
         )
-        try:
-            return [gym.make(env.id, **env.kwargs) for _ in range(count)]
-        except (TypeError, ValueError, gym.error.Error) as error:
-            raise ValueError(f"env.id={env.id!r} with env.kwargs={env.kwargs}: {error}") from error
+        return make_envs(env.id, env.kwargs, count)
