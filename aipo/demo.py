@@ -31,6 +31,7 @@ from aipo.demo_config import DemoConfig, arm_config
 from aipo.demonstrations import warmup_demonstrations
 from algorithms.evaluation import EvalResult, evaluate
 from algorithms.models import load_policy
+from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup
 from policies.hf import HFPolicy
 
@@ -211,5 +212,5 @@ def _numbers(result: EvalResult, warm: EvalResult) -> dict[str, Any]:
 
 def _training_log(path: Path) -> list[dict[str, float]]:
     kept = ("rollout/reward", "rollout/accuracy", "rollout/consult_rate", "losses/agent_coef")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(path)
     return [{"step": row["step"], **{name: row[name] for name in kept if name in row}} for row in rows]

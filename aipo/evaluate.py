@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aipo.errors import DEBUG_HELP, debug_wanted, one_line_errors
 from aipo.train import split_arguments
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ def command(
         metavar="[CONFIG.yaml] [KEY=VALUE]...",
         help="A YAML eval config and dotted overrides, e.g. model.name_or_path=runs/aipo/final samples=8.",
     ),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Evaluate a model, a served model or a baseline with consults off: accuracy, pass@k, eval.json, PNG."""
     import openai
@@ -119,12 +121,12 @@ def command(
     transformers_logging.disable_progress_bar()  # one bar (evaluation) is enough
     path, overrides = split_arguments(arguments or [])
     try:
-        config = load_config(EvalConfig, path, overrides)
-        result = run_eval(config)
-    except (ConfigError, ValueError, OSError) as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from error
+        with one_line_errors(debug, ConfigError, ValueError, OSError):
+            config = load_config(EvalConfig, path, overrides)
+            result = run_eval(config)
     except openai.APIError as error:  # policy=openai: the server is down, refuses the key, or the model
+        if debug_wanted(debug):
+            raise
         message = (
             f"error: the server of policy=openai failed ({type(error).__name__}: {error}); check openai.*"
         )

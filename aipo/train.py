@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aipo.errors import DEBUG_HELP, one_line_errors
+
 if TYPE_CHECKING:
     from algorithms.config import TrainConfig
 
@@ -37,20 +39,21 @@ def command(
         metavar="[CONFIG.yaml] [KEY=VALUE]...",
         help="A YAML config (see examples/) and dotted overrides, e.g. optim.lr=1e-4 loss.agent_mode=mask.",
     ),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Train a policy with GRPO or AIPO (loss.agent_mode) on an aipo env; checkpoints and metrics go to output_dir."""
     from transformers.utils import logging as transformers_logging
 
     from algorithms.config import ConfigError, TrainConfig, load_config
+    from algorithms.trainer import Trainer
 
     transformers_logging.disable_progress_bar()  # one bar (training) is enough
     path, overrides = split_arguments(arguments or [])
-    try:
+    # Only setting up is guarded: an error while training is a bug, and its traceback is wanted.
+    with one_line_errors(debug, ConfigError, OSError):
         config = load_config(TrainConfig, path, overrides)
-    except ConfigError as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from error
-    metrics = run_train(config)
+        trainer = Trainer(config)
+    metrics = trainer.learn()
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate, rank 0 speaks for the job
         return
     summary = ", ".join(

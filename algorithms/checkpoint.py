@@ -109,12 +109,19 @@ def load_state(directory: Path) -> TrainerState:
 
 
 def find_checkpoint(output_dir: Path, which: str) -> Path:
-    """Resolve ``resume_from``: ``"latest"`` (newest in ``output_dir/checkpoints``) or a path."""
+    """Resolve ``resume_from``: ``"latest"`` (newest in ``output_dir/checkpoints``) or a path.
+
+    Raises:
+        FileNotFoundError: ``"latest"`` and ``output_dir`` holds no checkpoint.
+    """
     if which != "latest":
         return Path(which)
     found = sorted((output_dir / "checkpoints").glob("step-*[0-9]"))
     if not found:
-        raise FileNotFoundError(f"resume_from='latest' but {output_dir / 'checkpoints'} holds no checkpoint")
+        raise FileNotFoundError(
+            f"resume_from=latest but {output_dir / 'checkpoints'} holds no checkpoint; set output_dir "
+            "to the run to resume, or drop resume_from to start afresh"
+        )
     return found[-1]
 
 

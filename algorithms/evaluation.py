@@ -18,10 +18,10 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from tqdm.auto import tqdm
 
 import aipo_env  # noqa: F401  (registers the env ids)
+from algorithms.envs import make_envs
 from algorithms.rollout import play
 from policies.base import Policy
 
@@ -97,7 +97,7 @@ def evaluate(
         raise ValueError("evaluate needs samples >= 1 and at least one problem")
     kwargs = {**dict(env_kwargs or {}), "consult": "off"}
     per_batch = max(1, batch_size // samples)
-    envs = [gym.make(env_id, **kwargs) for _ in range(min(per_batch, len(problems)) * samples)]
+    envs = make_envs(env_id, kwargs, min(per_batch, len(problems)) * samples)
     task = envs[0].unwrapped.task
     results: list[ProblemResult] = []
     bar = tqdm(total=len(problems) * samples, desc="eval", unit="episode", disable=not progress)

@@ -53,6 +53,26 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
     return metrics
 
 
+def no_signal_warning(metrics: dict[str, float], group_size: int) -> str | None:
+    """The warning for a step whose every group got equal rewards (so every advantage is 0), else None.
+
+    Such a step changes nothing but the optimizer's moments; the likely cause follows from the
+    mean reward.
+    """
+    if metrics.get("rollout/zero_variance_groups", 0.0) < 1.0:
+        return None
+    warning = "no learning signal: every group's rewards are equal, so every advantage is 0"
+    reward = metrics.get("rollout/reward", 0.0)
+    if group_size == 1:
+        return f"{warning}; rollout.group_size=1 leaves nothing to compare: use group_size >= 2"
+    if reward <= 0.0:
+        return (
+            f"{warning}; the model likely never solves the problems: start from a warm-up / SFT "
+            "checkpoint (model.name_or_path), or use easier problems"
+        )
+    return f"{warning} (mean reward {reward:.3g}); if every episode is solved, use harder problems"
+
+
 def _consulted(record: EpisodeRecord) -> bool:
     """Whether the episode got at least one consult answered."""
     return sum(record.consults.values()) > 0

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from algorithms.config import ModelConfig
+from algorithms.config import ConfigError, ModelConfig
 from policies.hf import TINY, HFPolicy
+
+# A hub id: "name" or "org/name" of letters, digits, "-", "_" and "."; never a path like "./x" or "a/b/c".
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 _DTYPES: dict[str, Any] = {
     "auto": "auto",
@@ -51,23 +55,54 @@ def load_policy(
         **settings: generation settings of :class:`HFPolicy` (``max_new_tokens``, ``temperature``, ...).
     """
     source = str(name_or_path or config.name_or_path)
+    key = "model.name_or_path" if name_or_path is None else "the checkpoint's model"
+    problem = missing_model(source, key)
+    if problem is not None:
+        raise ConfigError(problem)
     tiny_options = config.tiny.model_dump() if source == TINY else None
     if source != TINY and (Path(source) / "adapter_config.json").is_file():
         policy = _load_adapter(source, config, device, **settings)
     else:
-        policy = HFPolicy.from_pretrained(
-            source,
-            dtype=_DTYPES[config.dtype],
-            device=device,
-            tiny_options=tiny_options,
-            chat_template=config.chat_template,
-            **settings,
-        )
+        try:
+            policy = HFPolicy.from_pretrained(
+                source,
+                dtype=_DTYPES[config.dtype],
+                device=device,
+                tiny_options=tiny_options,
+                chat_template=config.chat_template,
+                **settings,
+            )
+        except OSError as error:  # transformers: not a model directory, or not on the hub
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(
+                f"{key}={source!r} cannot be loaded ({reason}); pass a save_pretrained directory "
+                "(e.g. runs/NAME/final), a hub id (org/name) or tiny"
+            ) from error
         if trainable and config.lora is not None:
             policy.model = _with_lora(policy.model, config)
     if trainable and config.gradient_checkpointing:
         enable_checkpointing(policy.model)
     return policy
+
+
+def missing_model(source: str, key: str = "model.name_or_path") -> str | None:
+    """Why ``source`` names no model (``key`` is the option that holds it); None when it may name one.
+
+    ``tiny``, an existing directory and anything shaped like a hub id (``name`` or ``org/name``)
+    may name a model; any other path is a directory that does not exist. Without this check
+    transformers reads such a path as a malformed hub id and says so.
+    """
+    path = Path(source).expanduser()
+    if source == TINY or path.is_dir():
+        return None
+    if path.exists():
+        return f"{key}={source!r} is a file; pass the save_pretrained directory that holds config.json"
+    if _HUB_ID.fullmatch(source):
+        return None
+    return (
+        f"{key}={source!r}: the directory {path.resolve()} does not exist; pass a save_pretrained "
+        "directory (e.g. runs/NAME/final), a hub id (org/name) or tiny"
+    )
 
 
 def enable_checkpointing(model: Any) -> None:

@@ -8,9 +8,12 @@ norm, entropy), ``perf/`` (seconds and tokens per second).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger("algorithms.run_log")
 
 PLOTTED = ("rollout/reward", "rollout/accuracy", "rollout/consult_rate", "losses/loss")
 
@@ -35,6 +38,7 @@ class RunLog:
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
+        drop_torn_line(self.path)  # a resumed run appends to the killed run's log
         self.directory = directory
         self._tensorboard = _tensorboard_writer(directory) if tensorboard else None
         self._wandb = _wandb_run(wandb_project, directory, config) if wandb_project else None
@@ -59,15 +63,64 @@ class RunLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The records of a ``metrics.jsonl`` (a resumed run's repeated steps keep the last record)."""
+    """The records of a ``metrics.jsonl`` (a resumed run's repeated steps keep the last record).
+
+    A torn last line (the run was killed while writing it) is left out.
+
+    Raises:
+        ValueError: a line before the last is not JSON (the file is not a metrics log).
+    """
     if not path.is_file():
         return []
     by_step: dict[int, dict[str, float]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            by_step[int(record["step"])] = record
+    for record in parse_metrics(path.read_text(), str(path)):
+        by_step[int(record["step"])] = record
     return [by_step[step] for step in sorted(by_step)]
+
+
+def parse_metrics(text: str, origin: str = "metrics.jsonl") -> list[dict[str, Any]]:
+    """The JSON records of the lines of ``text``, in order, without a torn last line.
+
+    Raises:
+        ValueError: a line before the last is not JSON, naming ``origin`` and the line.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):  # cut off mid-write; the records before it are whole
+                break
+            raise ValueError(f"{origin}, line {number}: not valid JSON ({error.msg})") from error
+    return records
+
+
+def drop_torn_line(path: Path) -> bool:
+    """Cut a torn last line off ``path`` so that new records start on a line of their own.
+
+    A run killed (``kill -9``, out of memory) while appending a record leaves half a line with
+    no newline; the next run's first record would be glued onto it. A whole last record that
+    only lacks its newline gets one. Returns whether a line was dropped.
+    """
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    head, newline, last = data.rpartition(b"\n")
+    try:
+        json.loads(last)
+    except ValueError:
+        with path.open("r+b") as handle:
+            handle.truncate(len(head) + len(newline))
+        logger.warning(
+            "%s: dropped its torn last line %r (the run was stopped while writing it)", path, last[:60]
+        )
+        return True
+    with path.open("ab") as handle:
+        handle.write(b"\n")
+    return False
 
 
 def plot_metrics(path: Path, output: Path) -> Path | None:

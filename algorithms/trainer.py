@@ -72,8 +72,9 @@ from algorithms.distributed import (
     whole_weights,
     wrap_model,
 )
+from algorithms.envs import make_envs
 from algorithms.losses import token_logprobs
-from algorithms.metrics import rollout_metrics
+from algorithms.metrics import no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect
 from algorithms.rollout_server import WeightSyncError, connect
@@ -140,6 +141,7 @@ class Trainer:
             num_training_steps=config.steps * optim.epochs * optim.minibatches,
         )
         self.step = self.data_epoch = self.data_position = 0
+        self.warned_no_signal = False
         self.log = None
         if self.ranks.is_main:
             config.output_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +213,17 @@ class Trainer:
         metrics = reduce_metrics(metrics, self.ranks)
         if self.log is not None:
             self.log.log(self.step, metrics)
+            self._warn_without_signal(metrics)
         return metrics
+
+    def _warn_without_signal(self, metrics: dict[str, float]) -> None:
+        """Say once per run that a step had no learning signal, and why that is likely."""
+        warning = (
+            None if self.warned_no_signal else no_signal_warning(metrics, self.config.rollout.group_size)
+        )
+        if warning is not None:
+            logger.warning("step %d: %s", self.step, warning)
+            self.warned_no_signal = True
 
     def collect(self) -> EpisodeBatch:
         """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""
@@ -450,7 +462,4 @@ class Trainer:
         count = (
             self.config.rollout.problems_per_step // self.ranks.world_size * self.config.rollout.group_size
         )
-        try:
-            return [gym.make(env.id, **env.kwargs) for _ in range(count)]
-        except (TypeError, ValueError, gym.error.Error) as error:
-            raise ValueError(f"env.id={env.id!r} with env.kwargs={env.kwargs}: {error}") from error
+        return make_envs(env.id, env.kwargs, count)

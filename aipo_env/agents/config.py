@@ -236,7 +236,10 @@ class AgentsConfig(_Strict):
         """
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"{path}: no such agents config file")
+            raise ValueError(
+                f"{path}: no such agents config file (agents= takes 'reference', null or the path "
+                "of a .json/.yaml agents config)"
+            )
         suffix = path.suffix.lower()
         if suffix not in (".json", ".yaml", ".yml"):
             raise ValueError(f"{path}: an agents config must be a .json, .yaml or .yml file")
@@ -248,7 +251,15 @@ class AgentsConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as error:
-            raise ValueError(f"{path}: invalid agents config:\n{error}") from None
+            raise ValueError(f"{path}: invalid agents config: {_problems(error)}") from None
+
+
+def _problems(error: ValidationError) -> str:
+    """Each wrong field of a config as ``where: what``, on one line."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
+        for item in error.errors()
+    )
 
 
 def _load_yaml(text: str) -> Any:

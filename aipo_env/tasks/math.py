@@ -52,6 +52,8 @@ class MathTask(ListedTask):
         details: dict[str, object] = {"timed_out": verdict.timed_out}
         if verdict.error is not None:
             details["error"] = verdict.error
+        if verdict.screened is not None:
+            details["screened"] = verdict.screened
         return Score(float(verdict.correct), verdict.correct, verdict.extracted, details)
 
     def close(self) -> None:

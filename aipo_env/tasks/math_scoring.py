@@ -1,6 +1,8 @@
 """Judging free-form math answers with math-verify, under a time limit that holds on any thread.
 
-One response is judged by :func:`judge` in three steps:
+One response is judged by :func:`judge` in three steps, after a cheap screen: an answer that
+would keep math-verify busy for seconds (deep nesting, exponent towers, huge formulas; see
+:mod:`aipo_env.tasks.math_limits`) scores 0 unjudged.
 
 1. **Read the answer.** math-verify finds the last ``\\boxed{}`` (or a "final answer is"
    phrase, or the last expression). Two spellings are normalised first: a GSM8K-style final
@@ -43,6 +45,7 @@ import math_verify
 from math_verify.errors import TimeoutException
 
 from aipo_env.tasks.base import last_boxed
+from aipo_env.tasks.math_limits import costly_answer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,12 +68,15 @@ class MathVerdict:
         extracted: the answer as written in the response (``None`` if none was found).
         timed_out: the time limit cut the judgement short (it then counts as incorrect).
         error: why the judgement could not run at all (a crashed worker), else ``None``.
+        screened: why the response was scored 0 without asking math-verify (an answer that
+            would take it seconds; see :mod:`aipo_env.tasks.math_limits`), else ``None``.
     """
 
     correct: bool
     extracted: str | None
     timed_out: bool = False
     error: str | None = None
+    screened: str | None = None
 
 
 def gold_text(answer: str) -> str:
@@ -138,6 +144,9 @@ def judge(gold: str, response: str, timeout: float) -> MathVerdict:
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("judge() needs the main thread (signal timer); use MathVerifier from threads")
+    costly = costly_answer(response)
+    if costly is not None:
+        return MathVerdict(False, None, screened=costly)
     extracted = None
     try:
         with _Deadline(timeout):

@@ -53,6 +53,21 @@ def test_train_then_resume_then_eval(tmp_path: Path) -> None:
     assert (out / "pass_at_k.png").is_file()
 
 
+def test_a_run_killed_while_logging_resumes_and_plots(tmp_path: Path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *SMALL, "save_every=1", f"output_dir={run}"])
+    assert result.exit_code == 0, result.output
+    with (run / "metrics.jsonl").open("a") as handle:  # kill -9 halfway through step 3's record
+        handle.write('{"step": 3, "rollout/reward": 0.5, "rollo')
+    result = runner.invoke(
+        app, ["train", *SMALL, "steps=3", "save_every=1", "resume_from=latest", f"output_dir={run}"]
+    )
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3] and (run / "training.png").is_file()
+
+
 def test_bad_keys_exit_with_the_key_named(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["train", "optim.lrr=3", f"output_dir={tmp_path}"])

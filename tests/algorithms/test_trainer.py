@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -243,3 +244,28 @@ def test_the_decoding_step_can_be_switched_off_and_samples_the_same_episodes(tmp
         batches[fast] = trainer.collect()
     assert torch.equal(batches[True].input_ids, batches[False].input_ids)
     assert torch.equal(batches[True].behaviour_logprobs, batches[False].behaviour_logprobs)
+
+
+def test_steps_without_learning_signal_are_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(tmp_path, rollout={"max_new_tokens": 4})
+    untrained = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=4)  # never solves one
+    trainer = Trainer(config, policy=untrained)
+    with caplog.at_level(logging.WARNING, logger="algorithms.trainer"):
+        for _ in range(2):
+            assert trainer.train_step()["rollout/zero_variance_groups"] == 1.0
+    warnings = [
+        record.getMessage() for record in caplog.records if "no learning signal" in record.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "every group's rewards are equal" in warnings[0] and "warm-up / SFT checkpoint" in warnings[0]
+
+
+def test_steps_with_learning_signal_are_not_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trainer = make_trainer(make_config(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="algorithms.trainer"):
+        assert trainer.train_step()["rollout/zero_variance_groups"] < 1.0
+    assert "no learning signal" not in caplog.text

@@ -1,0 +1,48 @@
+"""Building the envs that a config's ``env`` section names, with errors that say which key is wrong.
+
+Gymnasium reports an unknown id, a misspelt keyword or an unreadable data file in its own words,
+deep in a traceback; :func:`make_envs` turns each into a :class:`~algorithms.config.ConfigError`
+that names ``env.id`` or ``env.kwargs`` and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+
+import aipo_env
+from aipo_env.tasks.loading import DataError
+from algorithms.config import ConfigError
+
+
+def make_envs(env_id: str, kwargs: Mapping[str, Any], count: int) -> list[gym.Env]:
+    """``count`` copies of ``gym.make(env_id, **kwargs)``.
+
+    Raises:
+        ConfigError: the id is not registered, a keyword is not the env's, its data cannot be
+            read, or the env refuses a value; the message names the key and the fix.
+    """
+    try:
+        return [gym.make(env_id, **kwargs) for _ in range(count)]
+    except (TypeError, ValueError, gym.error.Error) as error:
+        raise ConfigError(env_error_message(env_id, kwargs, error)) from error
+
+
+def env_error_message(env_id: str, kwargs: Mapping[str, Any], error: Exception) -> str:
+    """What a user should read when ``gym.make(env_id, **kwargs)`` raised ``error``."""
+    if isinstance(error, gym.error.Error):
+        known = ", ".join(aipo_env.ENV_IDS)
+        return f"env.id={env_id!r} is not a registered environment ({error}); use one of: {known}"
+    if isinstance(error, DataError):
+        return f"env {env_id} cannot read its problems: {error}"
+    if isinstance(error, TypeError):
+        # Gymnasium appends "was raised from the environment creator ..." to the constructor's message
+        reason = str(error).split(" was raised from the environment creator")[0]
+        entry_point = gym.spec(env_id).entry_point
+        return (
+            f"env.kwargs={dict(kwargs)} for {env_id}: {reason}; "
+            f"the keywords it takes are under Arguments in the docstring of {entry_point}"
+        )
+    return f"env.id={env_id!r} with env.kwargs={dict(kwargs)}: {error}"
