@@ -29,8 +29,9 @@ class BadReply(ValueError):
 class Handle:
     """An object that lives in the sandbox (a class instance, a function), known by number.
 
-    It equals only itself, so it can never pass as an expected value. Calling it, or one of its
-    attributes, is a call into the sandbox through ``remote``.
+    It equals only itself, so it can never pass as an expected value, and it has no truth
+    value (``assert f(x)`` with an object for ``f(x)`` is an error, not a pass). Calling it, or
+    one of its attributes, is a call into the sandbox through ``remote``.
     """
 
     __slots__ = ("_number", "_remote")
@@ -47,8 +48,31 @@ class Handle:
             raise AttributeError(name)
         return self._remote.getattr(self._number, name)
 
+    def __bool__(self) -> bool:
+        raise TypeError("the program returned an object where a value was tested")
+
     def __repr__(self) -> str:
         return f"<object #{self._number} of the program>"
+
+
+class ProgramIterator:
+    """What the program's iterator yielded, to iterate once; like a handle, it has no truth value
+    (a generator is truthy in Python, which would let ``return iter([])`` pass ``assert f(x)``)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = iter(items)
+
+    def __iter__(self) -> ProgramIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def __bool__(self) -> bool:
+        raise TypeError("the program returned an iterator where a value was tested")
+
+    def __repr__(self) -> str:
+        return "<iterator of the program>"
 
 
 def encode(value: Any, depth: int = 0) -> tuple:
@@ -145,7 +169,7 @@ def _decode(tree: Any, handle: Callable[[int], Handle], depth: int, budget: list
         if tag == "dq" and _shape(rest, list):
             return collections.deque(_decode(item, handle, depth + 1, budget) for item in rest[0])
         if tag == "it" and _shape(rest, list):
-            return iter([_decode(item, handle, depth + 1, budget) for item in rest[0]])
+            return ProgramIterator([_decode(item, handle, depth + 1, budget) for item in rest[0]])
         if tag == "d" and _shape(rest, list):
             pairs = rest[0]
             if not all(type(pair) is tuple and len(pair) == 2 for pair in pairs):

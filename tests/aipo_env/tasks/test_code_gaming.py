@@ -145,7 +145,7 @@ def test_honest_solutions_still_pass_and_get_useful_details(task):
     assert right.correct and right.details["passed"] == 3
     # a generator is not a list: the same result as running the assertion directly
     lazy = _score(task, "def sum_of_squares(numbers):\n    return (n * n for n in numbers)")
-    assert lazy.reward == 0 and lazy.details["tests"][0]["detail"].startswith("it returned <list_iterator")
+    assert lazy.reward == 0 and lazy.details["tests"][0]["detail"].startswith("it returned <iterator")
     wrong = task.check(
         task.problem(0), "```python\ndef sum_of_squares(numbers):\n    return sum(numbers)\n```"
     )
@@ -205,3 +205,21 @@ def test_verify_replies_cannot_carry_the_hosts_files(task):
         home_file.unlink()
     assert reply.startswith("Your code does not run: RuntimeError")
     assert secret not in reply and "root:" not in reply
+
+
+def test_objects_and_iterators_have_no_truth_value(tmp_path):
+    """``assert f(x)`` (HumanEval has such tests) must not pass for any object at all."""
+    rows = tmp_path / "mbpp.jsonl"
+    rows.write_text(
+        '{"task_id": 1, "prompt": "Is n even?", "code": "def is_even(n):\\n    return n % 2 == 0", '
+        '"test_list": ["assert is_even(4)", "assert not is_even(3)"]}\n'
+    )
+    task = code_task("mbpp", data_path=str(rows), timeout=1.0)
+    try:
+        problem = task.problem(0)
+        assert task.score(problem, "```python\ndef is_even(n):\n    return n % 2 == 0\n```").correct
+        for trick in ("object()", "iter([])", "(x for x in [1])"):
+            score = task.score(problem, f"```python\ndef is_even(n):\n    return {trick}\n```")
+            assert score.details["tests"][0]["outcome"] == "error", (trick, score.details)
+    finally:
+        task.close()
