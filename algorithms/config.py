@@ -46,7 +46,11 @@ class LoraConfig(_Strict):
 class ModelConfig(_Strict):
     """Which model acts and learns."""
 
-    name_or_path: str = Field("tiny", description="A save_pretrained directory, a hub id, or 'tiny'.")
+    name_or_path: str = Field(
+        "tiny",
+        description="A save_pretrained directory, a hub id, 'tiny' (a fresh tiny model) or 'warmup:NAME' "
+        "(a model shipped with the package, see policies/shipped.py; e.g. warmup:arithmetic).",
+    )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     chat_template: bool = Field(False, description="Format the prompt with the tokenizer's chat template.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights' dtype.")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from algorithms.config import ConfigError, ModelConfig
+from policies import shipped
 from policies.hf import TINY, HFPolicy
 
 # A hub id: "name" or "org/name" of letters, digits, "-", "_" and "."; never a path like "./x" or "a/b/c".
@@ -56,6 +57,10 @@ def load_policy(
     """
     source = str(name_or_path or config.name_or_path)
     key = "model.name_or_path" if name_or_path is None else "the checkpoint's model"
+    try:
+        source = shipped.resolve(source)
+    except shipped.ShippedModelError as error:
+        raise ConfigError(f"{key}: {error}") from error
     problem = missing_model(source, key)
     if problem is not None:
         raise ConfigError(problem)

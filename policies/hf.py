@@ -46,6 +46,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from policies import shipped
 from policies.base import Action, Policy
 from policies.decode_step import decode_step, unsupported_reason
 from policies.kv_cache import reserve
@@ -130,14 +131,16 @@ class HFPolicy(Policy):
         """Load a model and tokenizer from a directory or hub id, or build the tiny model.
 
         Args:
-            name_or_path: a ``save_pretrained`` directory, a hub id, or ``"tiny"`` for a fresh
-                model from :mod:`policies.tiny` (no download).
+            name_or_path: a ``save_pretrained`` directory, a hub id, ``"tiny"`` for a fresh
+                model from :mod:`policies.tiny` (no download), or ``"warmup:NAME"`` for a
+                model shipped with the package (:mod:`policies.shipped`).
             dtype: the weights' dtype (``"auto"``: as saved).
             device: where the model runs (default: CUDA when available, else CPU).
             tiny_options: keyword arguments of :func:`policies.tiny.build_tiny_model`.
             **settings: keyword arguments of :class:`HFPolicy`.
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        name_or_path = shipped.resolve(str(name_or_path))
         if str(name_or_path) == TINY:
             from policies.tiny import build_tiny_model, build_tokenizer
 

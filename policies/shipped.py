@@ -1,0 +1,77 @@
+"""Models shipped inside the package, named ``warmup:NAME`` wherever a model path is taken.
+
+A run that starts from a random tiny model never solves a problem, so every group's rewards are
+equal and nothing is learned. A shipped warm-up already solves the easy problems some of the
+time, so RL has a signal from its first step, and no run has to pay for the warm-up again.
+
+* ``warmup:arithmetic``: the tiny Qwen2-style model (~200k parameters, byte tokenizer) after the
+  demo's supervised warm-up (``examples/demo.yaml``: 1000 steps on 20,000 worked solutions of
+  ``aipo/Arithmetic-v0`` levels 1-2, 20% of them consulting the Reasoning agent), seed 0.
+
+Each lives in ``policies/warmups/NAME/`` with a ``SHA256SUMS`` file that :func:`resolve`
+checks before use; ``python -m aipo.warmups NAME`` retrains it the same way (see
+:mod:`aipo.warmups`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+PREFIX = "warmup:"
+WARMUPS_DIR = Path(__file__).with_name("warmups")
+CHECKSUMS = "SHA256SUMS"
+
+
+class ShippedModelError(ValueError):
+    """A ``warmup:`` name that is not shipped, or a shipped model whose files changed."""
+
+
+def shipped() -> list[str]:
+    """The names of the shipped warm-ups."""
+    if not WARMUPS_DIR.is_dir():
+        return []
+    return sorted(path.name for path in WARMUPS_DIR.iterdir() if (path / CHECKSUMS).is_file())
+
+
+def resolve(source: str) -> str:
+    """``source`` itself, or for ``warmup:NAME`` the checked directory of that shipped model.
+
+    Raises:
+        ShippedModelError: an unknown name, or files that do not match their checksums.
+    """
+    if not source.startswith(PREFIX):
+        return source
+    name = source[len(PREFIX) :]
+    directory = WARMUPS_DIR / name
+    if name not in shipped():
+        known = ", ".join(f"{PREFIX}{known}" for known in shipped()) or "none"
+        raise ShippedModelError(f"no shipped model {source!r}; shipped: {known}")
+    wrong = [file for file, digest in _recorded(directory).items() if _digest(directory / file) != digest]
+    if wrong:
+        raise ShippedModelError(
+            f"the shipped model {source!r} is damaged ({', '.join(wrong)} changed); retrain it with "
+            f"`python -m aipo.warmups {name}` or restore {directory} from the repository"
+        )
+    return str(directory)
+
+
+def write_checksums(directory: Path) -> None:
+    """Record the SHA-256 of every file in ``directory`` (after it was saved)."""
+    files = sorted(path.name for path in directory.iterdir() if path.is_file() and path.name != CHECKSUMS)
+    lines = [f"{_digest(directory / name)}  {name}\n" for name in files]
+    (directory / CHECKSUMS).write_text("".join(lines), encoding="utf-8")
+
+
+def _recorded(directory: Path) -> dict[str, str]:
+    recorded = {}
+    for line in (directory / CHECKSUMS).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        recorded[name] = digest
+    return recorded
+
+
+def _digest(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
