@@ -86,7 +86,7 @@ class ArithmeticTask(Task):
         start, operations = _draw_chain(rng, LEVELS[level])
         steps, value = [], start
         for operator, operand in operations:
-            result = _apply(value, operator, operand)
+            result = apply_operation(value, operator, operand)
             steps.append(f"{value} {operator} {operand} = {result}")
             value = result
         phrases = ", then ".join(_VERBS[operator].format(n=operand) for operator, operand in operations)
@@ -129,11 +129,12 @@ def _draw_chain(rng: random.Random, level: Level) -> tuple[int, list[tuple[str, 
         operator = rng.choice(choices)
         operand = rng.randint(2, level.factor_max) if operator == "*" else rng.randint(1, level.operand_max)
         operations.append((operator, operand))
-        value = _apply(value, operator, operand)
+        value = apply_operation(value, operator, operand)
     return start, operations
 
 
-def _apply(value: int, operator: str, operand: int) -> int:
+def apply_operation(value: int, operator: str, operand: int) -> int:
+    """``value operator operand`` for the family's operators ``+``, ``-`` and ``*``."""
     if operator == "+":
         return value + operand
     if operator == "-":

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aipo_env.tasks.arithmetic import apply_operation
 from aipo_env.tasks.base import Problem
 
 _STEP = re.compile(r"Step\s+(\d+):\s*(-?\d+)\s*([-+*])\s*(-?\d+)\s*=\s*(-?\d+)")
@@ -269,7 +270,7 @@ class NoisyArithmeticSolver(Solver):
     def _draw_step(self, index: int) -> _Step:
         operator, operand = self._operations[index]
         left = self._steps[-1].result if self._steps else self._start
-        true_result = _apply(left, operator, operand)
+        true_result = apply_operation(left, operator, operand)
         p_wrong = self.p_easy + (self.p_hard - self.p_easy) * self._hardness
         if self._careful:
             p_wrong *= self.knowledge_factor
@@ -327,11 +328,3 @@ class NoisyArithmeticSolver(Solver):
 
     def _value(self) -> int:
         return self._steps[-1].result if self._steps else self._start
-
-
-def _apply(value: int, operator: str, operand: int) -> int:
-    if operator == "+":
-        return value + operand
-    if operator == "-":
-        return value - operand
-    return value * operand
