@@ -49,12 +49,85 @@ The paper (arXiv 2605.08401) gives no formulas in the material we have; this is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from algorithms.config import AgentMode, LossConfig
 from algorithms.losses import aggregate, clip_fractions, clipped_surrogate, kl_k3
+
+
+@dataclass(frozen=True)
+class HelperSettings:
+    """The helper term's constants: ``c_min``, ``c_max`` of ``aipo`` and LUFFY's ``gamma``."""
+
+    clip_min: float = 0.1
+    clip_max: float = 1.0
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class HelperTerm:
+    """One ``agent_mode``: its per-token loss ``l^agent_t`` and the detached coefficient ``c_t``
+    of its gradient ``-A c_t grad log pi_theta`` (the module docstring's table).
+
+    Attributes:
+        loss: ``(logprobs, agent_logprobs, advantage [B, 1], settings) -> [B, T]``.
+        coefficient: ``(rho [B, T] detached, settings) -> [B, T]``.
+        learns: whether helper tokens are learned at all (``mask`` does not).
+        clips: whether the coefficient is clipped (``aipo``), for the clipped-share diagnostic.
+    """
+
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, HelperSettings], torch.Tensor]
+    coefficient: Callable[[torch.Tensor, HelperSettings], torch.Tensor]
+    learns: bool = True
+    clips: bool = False
+
+
+def _ratio(logprobs: torch.Tensor, agent_logprobs: torch.Tensor) -> torch.Tensor:
+    return torch.exp(logprobs - agent_logprobs)
+
+
+def _luffy_shape(rho: torch.Tensor, gamma: float) -> torch.Tensor:
+    return rho / (rho + gamma)
+
+
+HELPER_TERMS: dict[str, HelperTerm] = {
+    "mask": HelperTerm(
+        loss=lambda logprobs, agent, advantage, s: torch.zeros_like(logprobs),
+        coefficient=lambda rho, s: torch.zeros_like(rho),
+        learns=False,
+    ),
+    "raw": HelperTerm(
+        loss=lambda logprobs, agent, advantage, s: -_ratio(logprobs, agent) * advantage,
+        coefficient=lambda rho, s: rho,
+    ),
+    "luffy": HelperTerm(
+        loss=lambda logprobs, agent, advantage, s: (
+            -_luffy_shape(_ratio(logprobs, agent), s.gamma) * advantage
+        ),
+        coefficient=lambda rho, s: s.gamma * rho / (rho + s.gamma) ** 2,
+    ),
+    "aipo": HelperTerm(
+        loss=lambda logprobs, agent, advantage, s: (
+            -torch.clamp(_ratio(logprobs.detach(), agent), s.clip_min, s.clip_max) * advantage * logprobs
+        ),
+        coefficient=lambda rho, s: torch.clamp(rho, s.clip_min, s.clip_max),
+        clips=True,
+    ),
+}
+
+
+def helper_term(mode: AgentMode | str) -> HelperTerm:
+    """The :class:`HelperTerm` of ``mode``.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in HELPER_TERMS:
+        raise ValueError(f"agent mode must be mask, raw, luffy or aipo, got {mode!r}")
+    return HELPER_TERMS[mode]
 
 
 def agent_coefficient(
@@ -70,16 +143,10 @@ def agent_coefficient(
 
     Useful to inspect how strongly each helper token is learned; ``mask`` gives zeros.
     """
-    rho = torch.exp(logprobs.detach() - agent_logprobs)
-    if mode == "mask":
-        return torch.zeros_like(rho)
-    if mode == "raw":
-        return rho
-    if mode == "luffy":
-        return gamma * rho / (rho + gamma) ** 2
-    if mode == "aipo":
-        return torch.clamp(rho, clip_min, clip_max)
-    raise ValueError(f"agent mode must be mask, raw, luffy or aipo, got {mode!r}")
+    term = helper_term(mode)
+    return term.coefficient(
+        _ratio(logprobs.detach(), agent_logprobs), HelperSettings(clip_min, clip_max, gamma)
+    )
 
 
 def agent_token_loss(
@@ -102,18 +169,10 @@ def agent_token_loss(
         clip_min, clip_max: ``c_min``, ``c_max`` of ``aipo``.
         gamma: LUFFY's ``gamma``.
     """
-    advantage = advantages.unsqueeze(-1)
-    if mode == "mask":
-        return torch.zeros_like(logprobs)
-    if mode == "raw":
-        return -torch.exp(logprobs - agent_logprobs) * advantage
-    if mode == "luffy":
-        rho = torch.exp(logprobs - agent_logprobs)
-        return -(rho / (rho + gamma)) * advantage
-    if mode == "aipo":
-        coefficient = agent_coefficient(logprobs, agent_logprobs, mode, clip_min=clip_min, clip_max=clip_max)
-        return -coefficient * advantage * logprobs
-    raise ValueError(f"agent mode must be mask, raw, luffy or aipo, got {mode!r}")
+    term = helper_term(mode)
+    return term.loss(
+        logprobs, agent_logprobs, advantages.unsqueeze(-1), HelperSettings(clip_min, clip_max, gamma)
+    )
 
 
 @dataclass
@@ -143,7 +202,7 @@ class LossInputs:
 
 def helper_weights(agent_mask: torch.Tensor, advantages: torch.Tensor, config: LossConfig) -> torch.Tensor:
     """``lambda * w_i`` on helper tokens and 0 elsewhere, ``[B, T]`` (0 everywhere in ``mask`` mode)."""
-    if config.agent_mode == "mask":
+    if not helper_term(config.agent_mode).learns:
         return torch.zeros_like(agent_mask, dtype=torch.float32)
     weights = agent_mask.float() * config.agent_weight
     if config.agent_positive_only:
@@ -206,15 +265,9 @@ def objective(
     policy_loss, ratio = clipped_surrogate(
         inputs.logprobs, old, inputs.advantages, config.clip_low, config.clip_high
     )
-    agent_loss = agent_token_loss(
-        inputs.logprobs,
-        inputs.agent_logprobs,
-        inputs.advantages,
-        config.agent_mode,
-        clip_min=config.agent_clip_min,
-        clip_max=config.agent_clip_max,
-        gamma=config.luffy_gamma,
-    )
+    term = helper_term(config.agent_mode)  # picked once: its loss, coefficient and flags below
+    settings = HelperSettings(config.agent_clip_min, config.agent_clip_max, config.luffy_gamma)
+    agent_loss = term.loss(inputs.logprobs, inputs.agent_logprobs, inputs.advantages.unsqueeze(-1), settings)
     helper = helper_weights(inputs.agent_mask, inputs.advantages, config)
     per_token = torch.where(policy, policy_loss, 0.0) + torch.where(helper > 0, helper * agent_loss, 0.0)
     stats: dict[str, float] = {}
@@ -231,16 +284,9 @@ def objective(
         per_token, counted, config.aggregation, total_tokens=total_tokens, total_sequences=total_sequences
     )
     low, high = clip_fractions(ratio.detach(), inputs.advantages, policy, config.clip_low, config.clip_high)
-    coefficient = agent_coefficient(
-        inputs.logprobs,
-        inputs.agent_logprobs,
-        config.agent_mode,
-        clip_min=config.agent_clip_min,
-        clip_max=config.agent_clip_max,
-        gamma=config.luffy_gamma,
-    )
+    rho = _ratio(inputs.logprobs.detach(), inputs.agent_logprobs)
+    coefficient = term.coefficient(rho, settings)
     learned = helper > 0
-    rho = torch.exp(inputs.logprobs.detach() - inputs.agent_logprobs)
     stats.update(
         policy_loss=float(_masked_mean(policy_loss.detach(), policy)),
         agent_loss=float(_masked_mean(agent_loss.detach(), learned)),
@@ -251,7 +297,7 @@ def objective(
         agent_clipped=float(
             _masked_mean(((rho < config.agent_clip_min) | (rho > config.agent_clip_max)).float(), learned)
         )
-        if config.agent_mode == "aipo"
+        if term.clips
         else 0.0,
     )
     return loss, stats
