@@ -9,7 +9,8 @@ from algorithms.advantages import group_advantages, zero_variance_fraction
 from algorithms.aipo import LossInputs, agent_coefficient, agent_token_loss, objective
 from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch, TokenizedEpisode, collate
 from algorithms.config import EvalConfig, LossConfig, TrainConfig, load_config
-from algorithms.losses import aggregate, clipped_surrogate, kl_k3, token_logprobs
+from algorithms.forward import token_logprobs
+from algorithms.losses import aggregate, clipped_surrogate, kl_k3
 from algorithms.rollout import Guide, collect, play, rollout
 from algorithms.trainer import Trainer
 

@@ -24,7 +24,7 @@ from transformers import get_scheduler
 
 from aipo_env.episode import EpisodeRecord
 from algorithms.batch import TokenizedEpisode, collate
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from algorithms.rollout import tokenize_episode
 from policies.base import Action
 from policies.hf import HFPolicy

@@ -73,7 +73,7 @@ from algorithms.distributed import (
     wrap_model,
 )
 from algorithms.envs import make_envs
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from algorithms.metrics import no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect

@@ -49,7 +49,7 @@ from transformers import (
 from policies import shipped
 from policies.base import Action, Policy
 from policies.decode_step import decode_step, unsupported_reason
-from policies.kv_cache import reserve
+from policies.kv_cache import cache_argument, reserve
 
 TINY = "tiny"
 logger = logging.getLogger("policies.hf")
@@ -112,11 +112,11 @@ class HFPolicy(Policy):
         self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list) else (eos,)
         self._triggers: torch.Tensor | bool | None = None  # see _stop_triggers
         self._told_why_slow = False  # see _decode_step
-        # transformers 5 renamed ``past_key_values`` to ``cache``; older versions lack ``logits_to_keep``.
+        self._cache_argument = cache_argument(model)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
-        parameters = inspect.signature(base.forward).parameters
-        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self._keeps_logits = "logits_to_keep" in parameters
+        self._keeps_logits = (
+            "logits_to_keep" in inspect.signature(base.forward).parameters
+        )  # not in older versions
 
     @classmethod
     def from_pretrained(

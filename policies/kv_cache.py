@@ -10,6 +10,8 @@ logits are identical.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
@@ -85,3 +87,9 @@ def reserve(cache: Cache, capacity: int) -> bool:
     for index, layer in enumerate(layers):
         layers[index] = ReservedLayer(layer, capacity)
     return True
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The forward keyword of the KV cache: ``cache`` in transformers 5, ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

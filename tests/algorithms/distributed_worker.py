@@ -16,7 +16,7 @@ import torch.distributed as dist
 from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch
 from algorithms.config import TrainConfig
 from algorithms.distributed import reduce_metrics
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from algorithms.trainer import Trainer
 
 GROUPS, GROUP_SIZE = 4, 4

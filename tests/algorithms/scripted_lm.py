@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from policies import Action, HFPolicy, last_number_answer
 
 CONSULT = '<consult agent="reasoning">What is the next step?</consult>'

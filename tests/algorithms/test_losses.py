@@ -90,7 +90,7 @@ def _grouped_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_shared_prefixes_give_the_same_logprobs_entropy_and_gradients(temperature: float) -> None:
-    from algorithms.losses import token_logprobs
+    from algorithms.forward import token_logprobs
     from policies.tiny import build_tiny_model, build_tokenizer
 
     model = build_tiny_model(build_tokenizer()).train()
@@ -110,7 +110,7 @@ def test_shared_prefixes_give_the_same_logprobs_entropy_and_gradients(temperatur
 
 
 def test_prefix_groups_keep_each_prompt_group_together() -> None:
-    from algorithms.losses import _prefix_groups
+    from algorithms.forward import _prefix_groups
 
     ids, mask = _grouped_batch()
     groups = _prefix_groups(ids, mask)

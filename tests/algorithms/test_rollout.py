@@ -7,7 +7,7 @@ from scripted_lm import ForcedPolicy
 
 import aipo_env  # noqa: F401  (registers the ids)
 from algorithms.batch import AGENT, POLICY, PROMPT
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from algorithms.rollout import Guide, collect, play, rollout
 from policies import ConsultFirst, HFPolicy
 

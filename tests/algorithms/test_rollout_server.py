@@ -14,7 +14,7 @@ from test_trainer import make_config
 
 from algorithms.config import ConfigError
 from algorithms.distributed import check_layout
-from algorithms.losses import token_logprobs
+from algorithms.forward import token_logprobs
 from algorithms.trainer import Trainer
 from policies import HFPolicy
 from policies.completions import CompletionsPolicy, RolloutServerError

@@ -211,7 +211,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path: Path) -> None
 
 
 def helper_logprob(trainer: Trainer, batch, learned: torch.Tensor) -> float:
-    from algorithms.losses import token_logprobs
+    from algorithms.forward import token_logprobs
 
     with torch.no_grad():
         logprobs, _ = token_logprobs(trainer.model, batch.input_ids, batch.attention_mask)
