@@ -258,14 +258,16 @@ class EvalConfig(_Strict):
     problems: int = Field(32, ge=1, description="Evaluate problems 0..N-1 of the env's dataset.")
     first_problem: int = Field(0, ge=0, description="Index of the first problem evaluated.")
     samples: int = Field(4, ge=1, description="Episodes per problem (n of pass@k).")
-    max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(1.0, gt=0.0)
+    max_new_tokens: int = Field(64, ge=1, description="Most tokens the policy writes in one turn.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature (ignored with greedy).")
     greedy: bool = Field(False, description="Argmax decoding (then samples > 1 repeat one answer).")
     batch_size: int = Field(64, ge=1, description="Episodes played at once.")
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(0, description="Seeds sampling and the envs' problem order, so a rerun repeats it.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs; auto: CUDA if present."
+    )
     output_dir: Path = Field(Path("runs/eval"), description="Where eval.json and pass_at_k.png go.")
-    progress: bool = True
+    progress: bool = Field(True, description="Show a progress bar.")
 
     @model_validator(mode="after")
     def _served_model_named(self) -> EvalConfig:

@@ -35,10 +35,11 @@ from tqdm import tqdm
 
 from aipo_env.agents import AgentConfig
 from aipo_env.agents.base import ConsultRequest
-from aipo_env.agents.local_server import TransformersServer, save_tiny_chat_model
+from aipo_env.agents.local_server import TransformersServer
 from aipo_env.agents.openai_backend import OpenAIAgent
 from aipo_env.episode import Segment
 from aipo_env.tasks.arithmetic import ArithmeticTask
+from policies.tiny_chat import save_tiny_chat_model
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
@@ -136,7 +137,7 @@ def main() -> None:
 
     report = {
         "benchmark": "consult_throughput",
-        "model": arguments.model or "tiny chat model (aipo_env.agents.local_server.save_tiny_chat_model)",
+        "model": arguments.model or "tiny chat model (policies.tiny_chat.save_tiny_chat_model)",
         "consults_per_level": arguments.consults,
         "max_tokens": arguments.max_tokens,
         "repeats": arguments.repeats,

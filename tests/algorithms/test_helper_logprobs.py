@@ -225,7 +225,7 @@ def test_raw_and_luffy_coefficients_use_the_reported_log_probs(tmp_path: Path):
 @pytest.mark.timeout(120)
 def test_a_local_model_helper_with_its_own_tokenizer_keeps_every_log_prob(tiny, tmp_path):
     from aipo_env.agents import AgentConfig
-    from aipo_env.agents.local_server import save_tiny_chat_model
+    from policies.tiny_chat import save_tiny_chat_model
 
     model = save_tiny_chat_model(tmp_path / "helper")  # word-level tokenizer; the policy reads bytes
     helper = AgentConfig.model_validate(

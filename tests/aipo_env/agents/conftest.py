@@ -166,6 +166,6 @@ def chat_response() -> Callable[..., dict]:
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny chat model saved to a temporary directory (built locally, a few seconds)."""
-    from aipo_env.agents.local_server import save_tiny_chat_model
+    from policies.tiny_chat import save_tiny_chat_model
 
     return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat") / "model")
