@@ -305,6 +305,9 @@ class _Remote:
 
 
 _NOTHING = object()
+#: raised in the test's own code these would steer it: a StopIteration from the program inside
+#: ``all(map(f, xs))`` ends the iteration early and makes ``all`` true
+_NOT_RERAISED = (AssertionError, StopIteration, StopAsyncIteration)
 
 
 def _exception(name: str, message: str) -> Exception:
@@ -312,7 +315,7 @@ def _exception(name: str, message: str) -> Exception:
     (so that a test's ``except ValueError`` works), anything else a :class:`ProgramError`."""
     kind = getattr(builtins, name, None) if name in _BUILTIN_NAMES else None
     detail = message.partition(": ")[2] if message.startswith(f"{name}: ") else message
-    if isinstance(kind, type) and issubclass(kind, Exception) and kind is not AssertionError:
+    if isinstance(kind, type) and issubclass(kind, Exception) and kind not in _NOT_RERAISED:
         try:
             return kind(detail)
         except Exception:  # an exception whose constructor wants other arguments

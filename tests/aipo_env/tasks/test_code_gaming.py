@@ -223,3 +223,17 @@ def test_objects_and_iterators_have_no_truth_value(tmp_path):
             assert score.details["tests"][0]["outcome"] == "error", (trick, score.details)
     finally:
         task.close()
+
+
+def test_a_stop_iteration_from_the_program_cannot_end_a_tests_loop_early(tmp_path):
+    rows = tmp_path / "mbpp.jsonl"
+    rows.write_text(
+        '{"task_id": 1, "prompt": "Is n even?", "code": "def is_even(n):\\n    return n % 2 == 0", '
+        '"test_list": ["assert all(map(is_even, [2, 4, 6]))"]}\n'
+    )
+    task = code_task("mbpp", data_path=str(rows), timeout=1.0)
+    try:
+        score = task.score(task.problem(0), "```python\ndef is_even(n):\n    raise StopIteration\n```")
+        assert score.reward == 0 and score.details["tests"][0]["outcome"] == "error", score.details
+    finally:
+        task.close()
