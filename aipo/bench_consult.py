@@ -3,7 +3,7 @@
 Stable-Baselines3 PPO, A2C and DQN train on ``aipo/ConsultDecision-v0`` (the built-in arithmetic
 chains, a noisy scripted solver, the reference helpers) at a few consult costs and seeds. Each
 trained model and each fixed baseline (never consult, always consult, random, the threshold rule
-of :class:`~aipo_env.wrappers.baselines.ThresholdRule`) is evaluated on the same held-out
+of :class:`~aipo_env.decision.baselines.ThresholdRule`) is evaluated on the same held-out
 episodes of the ``test`` split: accuracy, consults per episode and return, mean and spread over
 seeds. The threshold rule is also swept over its threshold to draw the accuracy-vs-consults
 frontier that a cost-aware policy should reach.
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm.auto import tqdm
 
 from aipo.bench_consult_report import write_markdown, write_plot
-from aipo_env.wrappers import (
+from aipo_env.decision import (
     AlwaysConsult,
     ConsultDecisionEnv,
     DecisionPolicy,

@@ -21,7 +21,7 @@ _ENTRY_POINTS = {
     "aipo/Math-v0": "aipo_env.envs:MathEnv",
     "aipo/MultipleChoice-v0": "aipo_env.envs:MultipleChoiceEnv",
     "aipo/Procedural-v0": "aipo_env.envs:ProceduralEnv",
-    "aipo/ConsultDecision-v0": "aipo_env.wrappers.consult_decision:ConsultDecisionEnv",
+    "aipo/ConsultDecision-v0": "aipo_env.decision.consult_decision:ConsultDecisionEnv",
     "aipo/Code-v0": "aipo_env.envs:CodeEnv",
 }
 

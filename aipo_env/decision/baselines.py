@@ -1,4 +1,4 @@
-"""Fixed policies for :class:`~aipo_env.wrappers.consult_decision.ConsultDecisionEnv`.
+"""Fixed policies for :class:`~aipo_env.decision.consult_decision.ConsultDecisionEnv`.
 
 They read the observation by feature name and answer ``predict`` the way a Stable-Baselines3
 model does, so a benchmark evaluates a trained model and a baseline with the same loop.
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from aipo_env.wrappers.consult_decision import FEATURES, Decision
+from aipo_env.decision.consult_decision import FEATURES, Decision
 
 _INDEX = {name: index for index, name in enumerate(FEATURES)}
 

@@ -1,6 +1,6 @@
 """Fixed solvers that write the text while a decision policy chooses when to consult.
 
-:class:`Solver` is what :class:`~aipo_env.wrappers.consult_decision.ConsultDecisionEnv` needs
+:class:`Solver` is what :class:`~aipo_env.decision.consult_decision.ConsultDecisionEnv` needs
 from a solver: write the next step, phrase a consult, read a helper's reply, state an answer,
 and report confidence signals. :class:`NoisyArithmeticSolver` is a scripted solver for the
 built-in arithmetic family whose slips grow with difficulty and which the right helper can

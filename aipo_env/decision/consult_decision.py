@@ -1,6 +1,6 @@
 """When to consult, and whom: a discrete-action, vector-observation env for classic RL libraries.
 
-A fixed :class:`~aipo_env.wrappers.solver.Solver` writes the text of a
+A fixed :class:`~aipo_env.decision.solver.Solver` writes the text of a
 :class:`~aipo_env.core.ReasoningEnv` episode; the policy of this env only decides, before each
 step of the solver, whether it goes on, consults a helper, or answers. Stable-Baselines3 (PPO,
 A2C, DQN) trains on it as it is; nothing here imports torch.
@@ -20,7 +20,7 @@ from gymnasium.error import ResetNeeded
 
 from aipo_env.agents import AgentsSpec
 from aipo_env.core import ReasoningEnv
-from aipo_env.wrappers.solver import NoisyArithmeticSolver, Solver, SolverSignals
+from aipo_env.decision.solver import NoisyArithmeticSolver, Solver, SolverSignals
 
 
 class Decision(IntEnum):
@@ -66,7 +66,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
     Deciding *when to ask for help, and whom*, as an RL problem of its own. Each episode is one
     problem of an underlying :class:`~aipo_env.core.ReasoningEnv` (by default the built-in
     arithmetic chains at levels 1-10). A fixed solver writes the solution one step at a time;
-    with :class:`~aipo_env.wrappers.solver.NoisyArithmeticSolver` a step goes wrong more often
+    with :class:`~aipo_env.decision.solver.NoisyArithmeticSolver` a step goes wrong more often
     the harder the problem, and the solver reports how confident it is. Before every step the
     policy decides: let the solver go on, have it consult the Verify, Knowledge or Reasoning
     agent (the consult and the reply go through the reasoning env as text turns), or answer.

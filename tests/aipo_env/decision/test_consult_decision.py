@@ -13,8 +13,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import aipo_env  # noqa: F401  (registers the ids)
-from aipo_env.envs import ArithmeticEnv
-from aipo_env.wrappers import (
+from aipo_env.decision import (
     FEATURES,
     AlwaysConsult,
     ConsultDecisionEnv,
@@ -23,6 +22,7 @@ from aipo_env.wrappers import (
     NoisyArithmeticSolver,
     ThresholdRule,
 )
+from aipo_env.envs import ArithmeticEnv
 
 torch.set_num_threads(1)
 FEATURE = {name: index for index, name in enumerate(FEATURES)}
