@@ -44,7 +44,8 @@ class ReasoningEnv(gym.Env[str, str]):
         max_consults: answered consults per episode, all agents together.
         max_consults_per_agent: an int for every agent, or a dict role -> int; ``None`` = no
             per-agent limit.
-        consult_cost: subtracted from the reward for every answered consult.
+        consult_cost: subtracted from the reward for every answered consult: one number >= 0 for
+            every agent, or a dict role -> cost (agents it leaves out cost nothing).
         invalid_action_penalty: subtracted for every invalid consult (unknown agent, empty or
             nested query).
         max_feedback_chars: agent replies are cut to this many characters.
@@ -66,7 +67,7 @@ class ReasoningEnv(gym.Env[str, str]):
         max_turns: int = 6,
         max_consults: int = 4,
         max_consults_per_agent: int | Mapping[str, int] | None = None,
-        consult_cost: float = 0.0,
+        consult_cost: float | Mapping[str, float] = 0.0,
         invalid_action_penalty: float = 0.1,
         max_feedback_chars: int = 1024,
         max_prompt_chars: int = 16384,
@@ -89,7 +90,8 @@ class ReasoningEnv(gym.Env[str, str]):
         self.consult_mode: ConsultMode = consult
         self.max_turns, self.max_consults = max_turns, max_consults
         self.per_agent_limits = _per_agent_limits(max_consults_per_agent, self.protocol.agents)
-        self.consult_cost, self.invalid_action_penalty = consult_cost, invalid_action_penalty
+        self.consult_costs = _per_agent_costs(consult_cost, self.protocol.agents)
+        self.invalid_action_penalty = invalid_action_penalty
         self.max_feedback_chars, self.max_prompt_chars = max_feedback_chars, max_prompt_chars
         self.instructions, self.reveal_answer = instructions, reveal_answer
         self.render_mode = render_mode
@@ -217,7 +219,23 @@ class ReasoningEnv(gym.Env[str, str]):
             logprobs = _reply_logprobs(reply, len(self.protocol.feedback_wrapper(agent_name)[0]), len(text))
         self._record.consults[agent_name] += 1
         self._append(Segment("agent", agent_name, self.protocol.feedback(agent_name, text), logprobs))
-        return (-self.consult_cost if self.consult_cost else 0.0), "answered", None
+        cost = self.consult_costs.get(agent_name, 0.0)
+        return (-cost if cost else 0.0), "answered", None
+
+    def consults_used(self, agent_name: str) -> int:
+        """Consults of ``agent_name`` answered in this episode."""
+        return self._record.consults.get(agent_name, 0)
+
+    def consults_left(self, agent_name: str) -> int:
+        """How many more consults of ``agent_name`` this episode would answer (0 for an agent
+        the env lacks): the smaller of the shared and the agent's own budget."""
+        if agent_name not in self.agents:
+            return 0
+        left = self.max_consults - sum(self._record.consults.values())
+        limit = self.per_agent_limits.get(agent_name)
+        if limit is not None:
+            left = min(left, limit - self.consults_used(agent_name))
+        return max(left, 0)
 
     def _refusal(self, agent_name: str) -> str | None:
         if agent_name not in self.agents:
@@ -291,6 +309,21 @@ def _reply_logprobs(reply: AgentReply, start: int, length: int) -> TokenLogprobs
     except (TypeError, ValueError):  # an agent's garbage must not break the episode
         return None
     return TokenLogprobs(start, start + length, tokens, logprobs)
+
+
+def _per_agent_costs(costs: float | Mapping[str, float], names: tuple[str, ...]) -> dict[str, float]:
+    if isinstance(costs, Mapping):
+        unknown = set(costs) - set(names)
+        if unknown:
+            raise ValueError(f"consult_cost names unknown agents {sorted(unknown)}; known: {names}")
+        chosen = {name: float(costs.get(name, 0.0)) for name in names}
+    elif isinstance(costs, bool) or not isinstance(costs, (int, float)):
+        raise ValueError(f"consult_cost must be a number or a dict agent -> number, got {costs!r}")
+    else:
+        chosen = dict.fromkeys(names, float(costs))
+    if any(not cost >= 0 for cost in chosen.values()):
+        raise ValueError(f"consult costs must be >= 0 (a negative cost pays for consulting), got {chosen}")
+    return chosen
 
 
 def _per_agent_limits(limits: int | Mapping[str, int] | None, names: tuple[str, ...]) -> dict[str, int]:

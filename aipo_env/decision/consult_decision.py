@@ -103,10 +103,11 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Rewards
 
-    The reasoning env's reward (the task score, 1 for a right answer, on the last step) minus
-    ``consult_cost`` of the consulted agent for every answered consult. A consult refused for
-    lack of budget costs nothing and changes nothing. Return =
-    ``score - sum of consult costs``.
+    The reasoning env's reward: the task score (1 for a right answer) on the last step, minus the
+    reasoning env's ``consult_cost`` of the consulted agent for every answered consult. A
+    consult refused for lack of budget costs nothing and changes nothing. Return =
+    ``score - sum of consult costs``. Costs and budgets are the reasoning env's own: this env
+    passes its arguments to the default env and reads them back from a given one.
 
     ## Episode End
 
@@ -125,9 +126,10 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
     * ``agents``: the default env's helpers (default ``"reference"``, offline); an agent
       missing there makes its consults refused. Ignored when ``env`` is given.
     * ``consult_cost``: reward subtracted per answered consult, one float for all agents or a
-      dict agent -> cost. Default 0.05.
+      dict agent -> cost. Default 0.05. With ``env`` given, set it on that env instead.
     * ``max_consults``: consults per episode, all agents together (default 6);
-      ``max_consults_per_agent``: an int or a dict agent -> int (default: no per-agent limit).
+      ``max_consults_per_agent``: an int or a dict agent -> int (default: no per-agent limit;
+      with ``env`` given, that env's own).
     * ``max_decisions``: decisions per episode (default 24); ``max_steps``: the step count that
       normalises ``steps_*`` (default 10); ``max_difficulty``: normalises ``difficulty``
       (default 10).
@@ -147,7 +149,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         env: gym.Env | None = None,
         solver: Solver | None = None,
         agents: AgentsSpec = "reference",
-        consult_cost: float | Mapping[str, float] = 0.05,
+        consult_cost: float | Mapping[str, float] | None = None,
         max_consults: int = 6,
         max_consults_per_agent: int | Mapping[str, int] | None = None,
         max_decisions: int = 24,
@@ -165,28 +167,27 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
             )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
-        self.costs = _per_agent(consult_cost, "consult_cost", float)
-        if any(cost < 0 for cost in self.costs.values()):
-            raise ValueError(f"consult costs must be >= 0, got {self.costs}")
-        limits = max_consults if max_consults_per_agent is None else max_consults_per_agent
-        self.limits = {
-            agent: min(limit, max_consults)
-            for agent, limit in _per_agent(limits, "max_consults_per_agent", int).items()
-        }
+        if env is not None and (consult_cost is not None or max_consults_per_agent is not None):
+            raise ValueError(
+                "with env= given, set consult_cost and max_consults_per_agent on that reasoning env: "
+                "its costs and budgets are the ones that count"
+            )
         self.max_consults, self.max_decisions = max_consults, max_decisions
         self.max_steps, self.max_difficulty = max_steps, max_difficulty
         self.render_mode = render_mode
-        self.reasoning_env = (
-            env if env is not None else _default_env(level, split, task_seed, agents, max_consults)
-        )
+        if env is None:
+            costs = _per_agent(0.05 if consult_cost is None else consult_cost, "consult_cost", float)
+            limits = (
+                None
+                if max_consults_per_agent is None
+                else _per_agent(max_consults_per_agent, "max_consults_per_agent", int)
+            )
+            env = _default_env(level, split, task_seed, agents, max_consults, costs, limits)
+        self.reasoning_env = env
         self._inner = _check_reasoning_env(self.reasoning_env, max_consults)
-        for agent in AGENTS:  # an agent the reasoning env lacks has no budget: its consults are refused here
-            if agent not in self._inner.agents:
-                self.limits[agent] = 0
         self.solver = solver if solver is not None else NoisyArithmeticSolver()
         self.action_space = spaces.Discrete(len(Decision))
         self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
-        self._used = dict.fromkeys(AGENTS, 0)
         self._decisions = 0
         self._transcript = ""
         self._difficulty: Any = None
@@ -206,7 +207,6 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         problem = self._inner.problem
         assert problem is not None
         self.solver.start(problem, self.np_random)
-        self._used = dict.fromkeys(AGENTS, 0)
         self._decisions = 0
         self._difficulty = problem.difficulty
         self._done = False
@@ -254,7 +254,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
 
     def _consult(self, agent: str) -> tuple[float, str, dict[str, Any]]:
         """Send the solver's pending text plus a consult; returns (reward, outcome, final info)."""
-        if self._consults_left() <= 0 or self._used[agent] >= self.limits[agent]:
+        if self._left(agent) <= 0:
             return 0.0, "refused", {}
         protocol = self._inner.protocol
         pending = self.solver.take_text()
@@ -266,11 +266,10 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
             return float(reward), "ended_by_reasoning_env", self._finish(inner_info)
         if inner_info["action"]["outcome"] != "answered":
             return float(reward), str(inner_info["action"]["outcome"]), {}
-        self._used[agent] += 1
         self.solver.read_feedback(
             agent, _feedback(self._transcript[len(previous) :], protocol.feedback_tag, agent)
         )
-        return float(reward) - self.costs[agent], "consulted", {}
+        return float(reward), "consulted", {}  # the reasoning env already took the consult's cost
 
     def _answer(self) -> tuple[float, dict[str, Any]]:
         pending = self.solver.take_text()
@@ -298,7 +297,11 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
     # -- observation and info ------------------------------------------------------------------
 
     def _consults_left(self) -> int:
-        return self.max_consults - sum(self._used.values())
+        return self.max_consults - sum(self._inner.consults_used(agent) for agent in AGENTS)
+
+    def _left(self, agent: str) -> int:
+        """Consults of ``agent`` still possible: this env's budget and the reasoning env's."""
+        return min(self._consults_left(), self._inner.consults_left(agent))
 
     def _observation(self) -> np.ndarray:
         signals: SolverSignals = self.solver.signals()
@@ -311,8 +314,8 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         values = [
             self._decisions / self.max_decisions,
             left / budget,
-            *(self._used[agent] / budget for agent in AGENTS),
-            *(min(left, self.limits[agent] - self._used[agent]) / budget for agent in AGENTS),
+            *(self._inner.consults_used(agent) / budget for agent in AGENTS),
+            *(max(self._left(agent), 0) / budget for agent in AGENTS),
             signals.steps_written / self.max_steps,
             steps_left / self.max_steps,
             signals.step_confidence,
@@ -330,7 +333,7 @@ class ConsultDecisionEnv(gym.Env[np.ndarray, np.int64]):
         signals = self.solver.signals()
         return {
             "decisions": self._decisions,
-            "consults": dict(self._used),
+            "consults": {agent: self._inner.consults_used(agent) for agent in AGENTS},
             "consults_left": self._consults_left(),
             "steps_written": signals.steps_written,
             "difficulty": self._difficulty,
@@ -354,7 +357,13 @@ def _per_agent(value: Any, name: str, kind: type) -> dict[str, Any]:
 
 
 def _default_env(
-    level: int | tuple[int, int], split: str, seed: int, agents: AgentsSpec, max_consults: int
+    level: int | tuple[int, int],
+    split: str,
+    seed: int,
+    agents: AgentsSpec,
+    max_consults: int,
+    costs: Mapping[str, float],
+    limits: Mapping[str, int] | None,
 ) -> ReasoningEnv:
     from aipo_env.envs import ArithmeticEnv
 
@@ -365,6 +374,8 @@ def _default_env(
         agents=agents,
         max_turns=max_consults + 1,
         max_consults=max_consults,
+        max_consults_per_agent=limits,
+        consult_cost=costs,
         instructions=False,
     )
 

@@ -231,3 +231,19 @@ def test_registered_env_renders_ansi():
     env = gym.make("aipo/Arithmetic-v0", render_mode="ansi")
     obs, _ = env.reset(seed=0)
     assert env.render() == obs
+
+
+def test_consult_costs_are_per_agent_and_never_negative():
+    import gymnasium as gym
+    import pytest
+
+    env = gym.make("aipo/Arithmetic-v0", level=2, agents="reference", consult_cost={"reasoning": 0.25})
+    env.reset(seed=0)
+    _, cheap, *_ = env.step('<consult agent="verify">Is 1 + 1 = 2?</consult>')
+    _, dear, *_ = env.step('<consult agent="reasoning">next step?</consult>')
+    assert cheap == 0.0 and dear == -0.25
+    assert env.unwrapped.consults_used("reasoning") == 1 and env.unwrapped.consults_left("reasoning") == 2
+    with pytest.raises(ValueError, match="must be >= 0"):
+        gym.make("aipo/Arithmetic-v0", consult_cost=-0.1)
+    with pytest.raises(ValueError, match="unknown agents"):
+        gym.make("aipo/Arithmetic-v0", consult_cost={"oracle": 0.1})

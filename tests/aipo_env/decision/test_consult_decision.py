@@ -270,12 +270,18 @@ def test_sb3_algorithms_train_a_few_hundred_steps(algorithm, kwargs):
     assert int(action) in range(len(Decision))
 
 
-def test_a_given_reasoning_env_that_refuses_consults_still_ends_with_a_score():
+def test_a_given_reasoning_envs_budgets_are_the_ones_that_count():
+    """The decision env reads costs and budgets from the reasoning env: a consult that env would
+    refuse is refused up front, at no cost and without using up the reasoning env's turns."""
     made = gym.make("aipo/Arithmetic-v0", level=3, max_turns=7, max_consults=6, max_consults_per_agent=0)
     env = ConsultDecisionEnv(env=made)
-    env.reset(seed=0)
+    observation, _ = env.reset(seed=0)
+    assert observation[FEATURE["reasoning_left"]] == 0.0
     outcomes = [env.step(Decision.REASONING) for _ in range(7)]
-    assert [info["outcome"] for *_, info in outcomes[:6]] == ["refused"] * 6
-    _, _, terminated, _, info = outcomes[-1]
-    assert terminated and info["outcome"] == "ended_by_reasoning_env" and info["correct"] is False
+    assert [info["outcome"] for *_, info in outcomes] == ["refused"] * 7
+    assert all(reward == 0.0 and not terminated for _, reward, terminated, _, _ in outcomes)
+    _, _, terminated, _, info = env.step(Decision.ANSWER)
+    assert terminated and "correct" in info
+    with pytest.raises(ValueError, match="set consult_cost and max_consults_per_agent on that reasoning env"):
+        ConsultDecisionEnv(env=made, consult_cost=0.1)
     assert all(step_reward == 0.0 for _, step_reward, *_ in outcomes)
