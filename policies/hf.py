@@ -244,31 +244,7 @@ class HFPolicy(Policy):
             ``[B]`` lengths (up to and including EOS or the stop string's last token).
         """
         device, pad = self.device, self.pad_token_id
-        unique: dict[tuple[int, ...], int] = {}
-        copy_of = [unique.setdefault(tuple(context), len(unique)) for context in contexts]
-        longest = max(len(context) for context in unique)
-        input_ids = torch.full((len(unique), longest), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(unique), longest), dtype=torch.long)
-        for row, context in enumerate(unique):
-            input_ids[row, longest - len(context) :] = torch.tensor(context, dtype=torch.long)
-            attention_mask[row, longest - len(context) :] = 1
-        padded = bool((attention_mask == 0).any())
-        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-        output = self.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device) if padded else None,
-            position_ids=positions.to(device),
-            use_cache=True,
-            **({"logits_to_keep": 1} if self._keeps_logits else {}),
-        )
-        cache, logits = output[self._cache_argument], output.logits[:, -1]
-        rows = torch.tensor(copy_of, device=device)
-        if len(unique) < len(contexts):
-            cache.reorder_cache(rows)
-            logits = logits[rows]
-        reserve(cache, longest + max_new)  # new tokens are written in place, not appended by torch.cat
-        attention_mask, position = attention_mask.to(device)[rows], positions[:, -1:].to(device)[rows] + 1
-
+        cache, logits, attention_mask, position, padded = self._prefill(contexts, max_new)
         batch = len(contexts)
         tokens = torch.full((batch, max_new), pad, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch, max_new), device=device)
@@ -279,16 +255,9 @@ class HFPolicy(Policy):
         warpers = self._warpers()
         step_forward = self._decode_step()
         for step in range(max_new):
-            scores = logits.float() / self.temperature if self.temperature != 1.0 else logits.float()
-            for warper in warpers:
-                scores = warper(None, scores)  # type: ignore[arg-type]  (they read the scores only)
-            step_logprobs = torch.log_softmax(scores, dim=-1)
-            if greedy:
-                token = scores.argmax(dim=-1)
-            else:
-                token = torch.multinomial(step_logprobs.exp(), num_samples=1).squeeze(1)
+            token, token_logprobs = self._draw(logits, warpers, greedy)
             tokens[active, step] = token
-            logprobs[active, step] = step_logprobs.gather(1, token[:, None]).squeeze(1)
+            logprobs[active, step] = token_logprobs
             finished = torch.isin(token, eos)
             if stopper is not None:
                 finished |= stopper.rows_stopped(tokens[active, max(0, step + 1 - stopper.window) : step + 1])
@@ -316,6 +285,56 @@ class HFPolicy(Policy):
                 ).logits[:, -1]
             position = position + 1
         return tokens.cpu(), logprobs.cpu(), lengths.cpu()
+
+    def _prefill(
+        self, contexts: Sequence[Sequence[int]], max_new: int
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """One forward over the distinct contexts, left-padded; the cache then holds a row per context.
+
+        Returns:
+            The cache (with room for ``max_new`` more tokens), the last logits ``[B, V]``, the
+            attention mask ``[B, T]``, the next position ``[B, 1]``, and whether any row is padded.
+        """
+        device, pad = self.device, self.pad_token_id
+        unique: dict[tuple[int, ...], int] = {}
+        copy_of = [unique.setdefault(tuple(context), len(unique)) for context in contexts]
+        longest = max(len(context) for context in unique)
+        input_ids = torch.full((len(unique), longest), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(unique), longest), dtype=torch.long)
+        for row, context in enumerate(unique):
+            input_ids[row, longest - len(context) :] = torch.tensor(context, dtype=torch.long)
+            attention_mask[row, longest - len(context) :] = 1
+        padded = bool((attention_mask == 0).any())
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device) if padded else None,
+            position_ids=positions.to(device),
+            use_cache=True,
+            **({"logits_to_keep": 1} if self._keeps_logits else {}),
+        )
+        cache, logits = output[self._cache_argument], output.logits[:, -1]
+        rows = torch.tensor(copy_of, device=device)
+        if len(unique) < len(contexts):
+            cache.reorder_cache(rows)
+            logits = logits[rows]
+        reserve(cache, longest + max_new)  # new tokens are written in place, not appended by torch.cat
+        attention_mask, position = attention_mask.to(device)[rows], positions[:, -1:].to(device)[rows] + 1
+        return cache, logits, attention_mask, position, padded
+
+    def _draw(
+        self, logits: torch.Tensor, warpers: Sequence[Any], greedy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row from ``logits`` ``[B, V]`` (temperature, then top-k / top-p), and its log-prob."""
+        scores = logits.float() / self.temperature if self.temperature != 1.0 else logits.float()
+        for warper in warpers:
+            scores = warper(None, scores)  # type: ignore[arg-type]  (they read the scores only)
+        step_logprobs = torch.log_softmax(scores, dim=-1)
+        if greedy:
+            token = scores.argmax(dim=-1)
+        else:
+            token = torch.multinomial(step_logprobs.exp(), num_samples=1).squeeze(1)
+        return token, step_logprobs.gather(1, token[:, None]).squeeze(1)
 
     def _decode_step(self) -> Any:
         """The fast one-token step, or ``None`` (then say once, at INFO level, why not)."""
