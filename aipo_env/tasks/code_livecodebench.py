@@ -60,20 +60,14 @@ def livecodebench_problem(row: Row, *, source: str, visible: int) -> Problem:
     function = _function_name(row)
     tests = [_functional_test(row, function, case) for case in cases]
     question += f"\n\nComplete this code:\n\n```python\n{starter.rstrip()}\n```" if starter else ""
-    return Problem(
-        id=identifier,
-        question=question,
-        answer="",
-        source=source,
-        metadata={
-            "tests": tests,
-            "setup": "",
-            "visible": min(visible, len(tests)),
-            "entry_point": None,
-            "prefix": "",
-            "targets": ["Solution"],
-            "preamble": _PREAMBLE,
-        },
+    return _problem(
+        identifier,
+        question,
+        source,
+        tests,
+        min(visible, len(tests)),
+        targets=["Solution"],
+        preamble=_PREAMBLE,
     )
 
 
@@ -106,20 +100,15 @@ def _stdio(identifier: str, question: str, cases: list[dict], source: str, visib
     if count:
         examples = "\n\n".join(test["shown"] for test in tests[:count])
         question += f"\n\nYour program should pass {'this example' if count == 1 else 'these examples'}:\n\n{examples}"
-    return Problem(
-        id=identifier,
-        question=question,
-        answer="",
-        source=source,
-        metadata={
-            "tests": tests,
-            "setup": "",
-            "visible": count,
-            "entry_point": None,
-            "prefix": "",
-            "format": "stdio",
-        },
-    )
+    return _problem(identifier, question, source, tests, count, format="stdio")
+
+
+def _problem(
+    identifier: str, question: str, source: str, tests: list[dict], visible: int, **extra: Any
+) -> Problem:
+    """A problem without a reference solution, in the code task's metadata layout."""
+    metadata = {"tests": tests, "setup": "", "visible": visible, "entry_point": None, "prefix": "", **extra}
+    return Problem(id=identifier, question=question, answer="", source=source, metadata=metadata)
 
 
 def _cases(row: Row, field: str, *, optional: bool = False) -> list[dict[str, Any]]:

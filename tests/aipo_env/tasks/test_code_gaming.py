@@ -9,6 +9,8 @@ one visible).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aipo_env.sandbox import Limits
@@ -207,14 +209,17 @@ def test_verify_replies_cannot_carry_the_hosts_files(task):
     assert secret not in reply and "root:" not in reply
 
 
+def _is_even_task(tmp_path, *tests: str):
+    """An MBPP file of one problem (``is_even``) with the given asserts."""
+    rows = tmp_path / "mbpp.jsonl"
+    row = {"task_id": 1, "prompt": "Is n even?", "code": "def is_even(n):\n    return n % 2 == 0"}
+    rows.write_text(json.dumps({**row, "test_list": list(tests)}) + "\n")
+    return code_task("mbpp", data_path=str(rows), timeout=1.0)
+
+
 def test_objects_and_iterators_have_no_truth_value(tmp_path):
     """``assert f(x)`` (HumanEval has such tests) must not pass for any object at all."""
-    rows = tmp_path / "mbpp.jsonl"
-    rows.write_text(
-        '{"task_id": 1, "prompt": "Is n even?", "code": "def is_even(n):\\n    return n % 2 == 0", '
-        '"test_list": ["assert is_even(4)", "assert not is_even(3)"]}\n'
-    )
-    task = code_task("mbpp", data_path=str(rows), timeout=1.0)
+    task = _is_even_task(tmp_path, "assert is_even(4)", "assert not is_even(3)")
     try:
         problem = task.problem(0)
         assert task.score(problem, "```python\ndef is_even(n):\n    return n % 2 == 0\n```").correct
@@ -226,12 +231,7 @@ def test_objects_and_iterators_have_no_truth_value(tmp_path):
 
 
 def test_a_stop_iteration_from_the_program_cannot_end_a_tests_loop_early(tmp_path):
-    rows = tmp_path / "mbpp.jsonl"
-    rows.write_text(
-        '{"task_id": 1, "prompt": "Is n even?", "code": "def is_even(n):\\n    return n % 2 == 0", '
-        '"test_list": ["assert all(map(is_even, [2, 4, 6]))"]}\n'
-    )
-    task = code_task("mbpp", data_path=str(rows), timeout=1.0)
+    task = _is_even_task(tmp_path, "assert all(map(is_even, [2, 4, 6]))")
     try:
         score = task.score(task.problem(0), "```python\ndef is_even(n):\n    raise StopIteration\n```")
         assert score.reward == 0 and score.details["tests"][0]["outcome"] == "error", score.details
