@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm.auto import tqdm
 
 from aipo.bench_consult_report import write_markdown, write_plot
+from aipo_env.extras import require_extra
 from aipo_env.wrappers import (
     AlwaysConsult,
     ConsultDecisionEnv,
@@ -263,6 +264,7 @@ def command(
     out: Path | None = typer.Option(None, help="Output directory. Default results/bench_consult."),
 ) -> None:
     """Train SB3 PPO, A2C and DQN to decide when to consult; compare with fixed baselines."""
+    require_extra("sb3", "aipo bench consult")
     given = {
         "costs": cost or None,
         "algorithms": algorithm or None,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aipo.train import split_arguments
+from aipo_env.extras import require_extra
 
 if TYPE_CHECKING:
     from algorithms.config import EvalConfig
@@ -111,6 +112,7 @@ def command(
     ),
 ) -> None:
     """Evaluate a model, a served model or a baseline with consults off: accuracy, pass@k, eval.json, PNG."""
+    require_extra("train", "aipo eval")
     import openai
     from transformers.utils import logging as transformers_logging
 

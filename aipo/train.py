@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aipo_env.extras import require_extra
+
 if TYPE_CHECKING:
     from algorithms.config import TrainConfig
 
@@ -39,6 +41,7 @@ def command(
     ),
 ) -> None:
     """Train a policy with GRPO or AIPO (loss.agent_mode) on an aipo env; checkpoints and metrics go to output_dir."""
+    require_extra("train", "aipo train")
     from transformers.utils import logging as transformers_logging
 
     from algorithms.config import ConfigError, TrainConfig, load_config
