@@ -41,6 +41,7 @@ from aipo_env.decision import (
     RandomDecision,
     ThresholdRule,
 )
+from aipo_env.extras import require_extra
 
 Algorithm = Literal["ppo", "a2c", "dqn"]
 
@@ -263,6 +264,7 @@ def command(
     out: Path | None = typer.Option(None, help="Output directory. Default results/bench_consult."),
 ) -> None:
     """Train SB3 PPO, A2C and DQN to decide when to consult; compare with fixed baselines."""
+    require_extra("sb3", "aipo bench consult")
     given = {
         "costs": cost or None,
         "algorithms": algorithm or None,

@@ -11,7 +11,10 @@ aipo ilr [--quick]             ILR co-training of two tiny models vs each traine
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import typer
@@ -19,15 +22,31 @@ import typer
 import aipo_env
 from aipo import bench_consult, demo_command, evaluate, ilr, train
 from aipo.play import parse_options
+from aipo_env.extras import MissingExtraError
+
+
+def _one_line_if_missing(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that needs an extra which is not installed prints the pip install to run, exit 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MissingExtraError as error:
+            typer.secho(str(error), fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from error
+
+    return run
+
 
 app = typer.Typer(help="Train and benchmark language models that learn to reason by consulting helpers.")
 bench = typer.Typer(help="Benchmarks: results under results/<name>/ (table, JSON, PNG).")
-bench.command("consult")(bench_consult.command)
+bench.command("consult")(_one_line_if_missing(bench_consult.command))
 app.add_typer(bench, name="bench")
-app.command("train")(train.command)
-app.command("eval")(evaluate.command)
-app.command("ilr")(ilr.command)
-app.command("demo")(demo_command.command)
+app.command("train")(_one_line_if_missing(train.command))
+app.command("eval")(_one_line_if_missing(evaluate.command))
+app.command("ilr")(_one_line_if_missing(ilr.command))
+app.command("demo")(_one_line_if_missing(demo_command.command))
 
 
 @app.command()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from aipo.demo_config import AGENT_MODES, EXAMPLES
+from aipo_env.extras import require_extra
 
 
 def command(
@@ -33,10 +33,11 @@ def command(
 
         show_scripted_episode(level)
         return
+    require_extra("train", "aipo demo")
     from transformers.utils import logging as transformers_logging
 
     from aipo.demo import run_demo
-    from aipo.demo_config import ablation_config, load_demo_config
+    from aipo.demo_config import AGENT_MODES, EXAMPLES, ablation_config, load_demo_config
     from aipo.demo_report import summary_text
     from algorithms.config import ConfigError
 

@@ -15,6 +15,7 @@ import typer
 
 from aipo.errors import DEBUG_HELP, debug_wanted, one_line_errors
 from aipo.train import split_arguments
+from aipo_env.extras import require_extra
 
 if TYPE_CHECKING:
     from algorithms.config import EvalConfig
@@ -113,6 +114,7 @@ def command(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Evaluate a model, a served model or a baseline with consults off: accuracy, pass@k, eval.json, PNG."""
+    require_extra("train", "aipo eval")
     import openai
     from transformers.utils import logging as transformers_logging
 

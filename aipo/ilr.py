@@ -21,6 +21,8 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
+from aipo_env.extras import require_extra
+
 PLAYER_NAMES = ("strong", "weak")
 CONDITIONS = ("warm-up", "GRPO alone", "ILR")
 
@@ -243,6 +245,7 @@ def command(
     output_dir: Path = typer.Option(Path("results/ilr"), help="Where results.json, table.md and ilr.png go."),
 ) -> None:
     """ILR (two tiny models learning together) vs each model trained alone with GRPO, evaluated alone."""
+    require_extra("train", "aipo ilr")
     from pydantic import ValidationError
     from transformers.utils import logging as transformers_logging
 

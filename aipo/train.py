@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aipo.errors import DEBUG_HELP, one_line_errors
+from aipo_env.extras import require_extra
 
 if TYPE_CHECKING:
     from algorithms.config import TrainConfig
@@ -42,6 +43,7 @@ def command(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Train a policy with GRPO or AIPO (loss.agent_mode) on an aipo env; checkpoints and metrics go to output_dir."""
+    require_extra("train", "aipo train")
     from transformers.utils import logging as transformers_logging
 
     from algorithms.config import ConfigError, TrainConfig, load_config

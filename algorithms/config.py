@@ -83,7 +83,7 @@ class RolloutServerConfig(_Strict):
         description=(
             "POST {'model_path': DIR} here after a sync to make the server load the learner's weights "
             "(SGLang: http://HOST:PORT/update_weights_from_disk); null: the server keeps its weights "
-            "(off-policy from a fixed behaviour policy). See algorithms/server_weights.py."
+            "(off-policy from a fixed behaviour policy). See algorithms/rollout_server.py."
         ),
     )
     sync_every: int = Field(1, ge=1, description="Steps between weight syncs (with reload_url).")

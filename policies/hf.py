@@ -34,17 +34,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LogitsProcessor,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from aipo_env.extras import needs_extra
+
+with needs_extra("train", "policies.HFPolicy"):
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        LogitsProcessor,
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        StoppingCriteria,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
 from policies import shipped
 from policies.base import Action, Policy

@@ -24,6 +24,7 @@ from aipo_env.agents.config import AgentConfig, TransformersBackend
 from aipo_env.agents.model_agent import Completion, ModelAgent
 from aipo_env.agents.prompts import Messages
 from aipo_env.agents.token_pieces import decode_pieces
+from aipo_env.extras import require_extra
 
 _STOP = object()
 
@@ -35,6 +36,9 @@ class TransformersAgent(ModelAgent):
         name: the role.
         config: the role's config; ``config.backend`` must be a :class:`TransformersBackend`.
         cache: the shared reply cache.
+
+    Raises:
+        MissingExtraError: torch or transformers is not installed (the message says what to do).
     """
 
     backend_kind = "transformers"
@@ -42,6 +46,7 @@ class TransformersAgent(ModelAgent):
     def __init__(self, name: str, config: AgentConfig, cache: ReplyCache | None = None) -> None:
         if not isinstance(config.backend, TransformersBackend):
             raise TypeError(f"TransformersAgent needs a 'transformers' backend, got {config.backend.kind!r}")
+        require_extra("train", "an agent with backend kind 'transformers'")
         super().__init__(name, config, cache)
         self.backend: TransformersBackend = config.backend
         self.batches = 0  # generate() calls so far; with stats.requests it shows how well batching works

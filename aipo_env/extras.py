@@ -1,0 +1,67 @@
+"""The optional parts of aipo, and the one-line error when one of them is not installed.
+
+``pip install aipo`` gives the env side; everything that needs torch comes in an extra
+(``pyproject.toml``):
+
+* ``train``: ``policies.HFPolicy`` and the tiny model, the ``algorithms`` package, ``aipo train``,
+  ``eval``, ``demo`` and ``ilr``, and agents with backend kind ``transformers``;
+* ``sb3``: ``aipo bench consult``;
+* ``vllm``: agents with backend kind ``vllm``.
+
+The guard lives in ``aipo_env`` because every layer above uses it and dependencies point one way
+(``aipo -> algorithms -> policies -> aipo_env``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# extra -> (how the message names it, the top-level modules whose absence means it is not installed)
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("training", ("torch", "transformers", "tokenizers", "peft", "matplotlib", "scipy")),
+    "sb3": ("Stable-Baselines3", ("stable_baselines3", "torch", "matplotlib")),
+    "vllm": ("vLLM", ("vllm",)),
+}
+
+
+class MissingExtraError(ImportError):
+    """A library of an extra is not installed; the message names the ``pip install`` that brings it."""
+
+
+def missing_extra_message(extra: str, what: str) -> str:
+    """``'{what} needs the training extra: pip install "aipo[train]"'`` for ``extra="train"``."""
+    label, _ = EXTRAS[extra]
+    return f'{what} needs the {label} extra: pip install "aipo[{extra}]"'
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Turn a missing library of ``extra`` into a :class:`MissingExtraError` about ``what``.
+
+    Wrap the imports that need the extra::
+
+        with needs_extra("train", "policies.HFPolicy"):
+            import torch
+
+    Only a missing module of the extra is translated; any other import error (a library too old
+    to have a name, a broken install) propagates as it is.
+    """
+    _, modules = EXTRAS[extra]
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in modules:
+            raise
+        raise MissingExtraError(missing_extra_message(extra, what), name=error.name) from error
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Raise :class:`MissingExtraError` now if a library of ``extra`` is not installed.
+
+    It looks the libraries up without importing them, so a command can check before it starts.
+    """
+    for module in EXTRAS[extra][1]:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(missing_extra_message(extra, what), name=module)
