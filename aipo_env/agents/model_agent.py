@@ -111,6 +111,10 @@ class ReplyError(Exception):
     """A reply that arrived but cannot be used (empty, garbled, malformed)."""
 
 
+class RequestTimeout(TimeoutError):
+    """A request that did not finish within its deadline (the backend's ``timeout_s``)."""
+
+
 class ModelAgent(Agent):
     """An agent whose replies come from a language model; subclasses implement :meth:`_complete`.
 

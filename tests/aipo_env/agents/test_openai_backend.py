@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import threading
 import time
 
 import gymnasium as gym
@@ -226,3 +227,20 @@ def test_consults_of_an_async_vector_env_overlap(fake_server, openai_config, cha
     assert all('<feedback agent="verify">Correct' in observation for observation in observations)
     # One after another would take 8 s; each worker also imports the openai client on its first consult.
     assert server.peak_in_flight == 4 and elapsed < 6.0
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_timeout_is_a_deadline_for_the_whole_request(trickling_server, openai_config, make_request, retries):
+    # One byte every 0.3 s never trips a per-read timeout of 1 s; the deadline must.
+    base_url = trickling_server(interval_s=0.3, limit_s=10.0)
+    config = openai_config(base_url, timeout_s=1, max_retries=retries, backoff_s=0.01)
+    threads = set(threading.enumerate())
+    agent = OpenAIAgent("verify", config)
+    start = time.perf_counter()
+    reply = agent.reply(make_request())
+    elapsed = time.perf_counter() - start
+    agent.close()
+    assert not reply.ok and "timeout_s=1" in (reply.error or "")
+    assert agent.stats.failures == 1 and agent.stats.retries == retries
+    assert elapsed < (retries + 1) * 1.0 + 1.5  # each attempt has its own 1 s deadline
+    assert not [thread for thread in set(threading.enumerate()) - threads if thread.name == "aipo-verify"]
