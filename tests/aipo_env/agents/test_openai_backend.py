@@ -18,6 +18,10 @@ pytestmark = pytest.mark.timeout(60)
 SECRET = "sk-test-6f1d0c9a8b7e"
 
 
+KINDS = {"InternalServerError": "http", "": "error", "no choices": "reply", "empty reply": "reply"}
+KINDS |= {"garbled": "reply", "Timeout": "timeout"}
+
+
 def ok(chat_response, text="Correct: 196 = 14^2.", delay=0.0, **options):
     return lambda body: (200, chat_response(text, **options), delay)
 
@@ -109,6 +113,7 @@ def test_bad_answers_become_failures_not_exceptions(fake_server, openai_config, 
     reply = agent.reply(make_request())
     assert not reply.ok and reply.text == "" and error in (reply.error or "")
     assert agent.stats.failures == 1 and sum(agent.stats.errors.values()) == 1
+    assert reply.error_kind == KINDS[error] and agent.stats.last_error == reply.error
 
 
 def test_the_env_notes_an_unavailable_agent_and_counts_it(fake_server, openai_config):
@@ -240,7 +245,7 @@ def test_timeout_is_a_deadline_for_the_whole_request(trickling_server, openai_co
     reply = agent.reply(make_request())
     elapsed = time.perf_counter() - start
     agent.close()
-    assert not reply.ok and "timeout_s=1" in (reply.error or "")
+    assert not reply.ok and "timeout_s=1" in (reply.error or "") and reply.error_kind == "timeout"
     assert agent.stats.failures == 1 and agent.stats.retries == retries
     assert elapsed < (retries + 1) * 1.0 + 1.5  # each attempt has its own 1 s deadline
     assert not [thread for thread in set(threading.enumerate()) - threads if thread.name == "aipo-verify"]
