@@ -23,6 +23,7 @@ import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
 from aipo_env.agents import Agent, AgentReply, AgentsSpec, ConsultRequest, build_agents
+from aipo_env.agents.base import failure_kind
 from aipo_env.episode import EpisodeRecord, Segment, TokenLogprobs
 from aipo_env.protocol import ActionKind, ParsedAction, Protocol
 from aipo_env.spaces import Transcript
@@ -205,10 +206,14 @@ class ReasoningEnv(gym.Env[str, str]):
         try:
             reply = self.agents[agent_name].reply(request)
             text, ok, error = str(reply.text), reply.ok, reply.error
+            kind = (reply.error_kind or "error") if not ok else "reply"
         except Exception as exc:  # an agent must never break an episode: report it and go on
             text, ok, error = "", False, f"{type(exc).__name__}: {exc}"[:300]
+            kind = failure_kind(exc)
         if not ok or not text.strip():
             self._record.agent_failures += 1
+            kinds = self._record.agent_failure_kinds
+            kinds[kind] = kinds.get(kind, 0) + 1
             self._record.unanswered_consults += 1
             self._note(f"The {agent_name} agent is unavailable right now; continue on your own.")
             return 0.0, "agent_error", error or "empty reply"

@@ -72,6 +72,7 @@ class EpisodeRecord:
         unanswered_consults: consults not answered: ``consult="off"`` mode, an exhausted budget,
             a missing agent, or an agent failure.
         agent_failures: consults whose agent raised, timed out or replied with nothing.
+        agent_failure_kinds: those failures by kind (see :func:`aipo_env.agents.base.failure_kind`).
         invalid_actions: actions that got the invalid-action penalty.
         problem_id: the id of the problem that was played.
         extracted_answer: what the task read as the answer, if anything.
@@ -84,6 +85,7 @@ class EpisodeRecord:
     consults: dict[str, int] = field(default_factory=dict)
     unanswered_consults: int = 0
     agent_failures: int = 0
+    agent_failure_kinds: dict[str, int] = field(default_factory=dict)
     invalid_actions: int = 0
     problem_id: str = ""
     extracted_answer: str | None = None

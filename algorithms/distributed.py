@@ -268,7 +268,8 @@ def barrier(ranks: Ranks) -> None:
 
 
 def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, float]:
-    """Metrics of the whole step from every rank's: throughputs (``*_per_s``) summed, the rest averaged.
+    """Metrics of the whole step from every rank's: throughputs (``*_per_s``) and counts
+    (``rollout/agent_failures*``) summed, the rest averaged.
 
     Ranks hold equally many episodes, so the mean of per-rank means is the mean over the step.
     A ``rollout/`` metric a rank lacks (a helper it never consulted) counts as 0 there; any
@@ -283,7 +284,8 @@ def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, floa
         default = 0.0 if name.startswith("rollout/") else None
         values = [m.get(name, default) for m in everyone]
         present = [value for value in values if value is not None]
-        reduced[name] = sum(present) if name.endswith("_per_s") else sum(present) / len(present)
+        summed = name.endswith("_per_s") or name.startswith("rollout/agent_failures")
+        reduced[name] = sum(present) if summed else sum(present) / len(present)
     return reduced
 
 

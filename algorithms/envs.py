@@ -3,31 +3,45 @@
 Gymnasium reports an unknown id, a misspelt keyword or an unreadable data file in its own words,
 deep in a traceback; :func:`make_envs` turns each into a :class:`~algorithms.config.ConfigError`
 that names ``env.id`` or ``env.kwargs`` and what to do about it.
+
+The envs of a run share one set of agents: the first env builds them from ``env.kwargs`` and the
+others are handed the same instances, so a run holds one client, one connection pool, one reply
+cache and one set of failure counters per role, however many envs it steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 
 import aipo_env
+from aipo_env.agents import Agent
 from aipo_env.tasks.loading import DataError
 from algorithms.config import ConfigError
 
 
 def make_envs(env_id: str, kwargs: Mapping[str, Any], count: int) -> list[gym.Env]:
-    """``count`` copies of ``gym.make(env_id, **kwargs)``.
+    """``count`` copies of ``gym.make(env_id, **kwargs)``, all sharing the first one's agents.
 
     Raises:
         ConfigError: the id is not registered, a keyword is not the env's, its data cannot be
             read, or the env refuses a value; the message names the key and the fix.
     """
     try:
-        return [gym.make(env_id, **kwargs) for _ in range(count)]
+        envs = [gym.make(env_id, **kwargs)] if count > 0 else []
+        agents = shared_agents(envs)
+        shared = {**kwargs, "agents": agents} if agents is not None else kwargs
+        return envs + [gym.make(env_id, **shared) for _ in range(count - 1)]
     except (TypeError, ValueError, gym.error.Error) as error:
         raise ConfigError(env_error_message(env_id, kwargs, error)) from error
+
+
+def shared_agents(envs: Sequence[gym.Env]) -> dict[str, Agent] | None:
+    """The agents (role -> agent) of the first of ``envs``; ``None`` for an env without consult agents."""
+    agents = getattr(envs[0].unwrapped, "agents", None) if envs else None
+    return dict(agents) if isinstance(agents, Mapping) else None
 
 
 def env_error_message(env_id: str, kwargs: Mapping[str, Any], error: Exception) -> str:

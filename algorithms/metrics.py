@@ -19,6 +19,11 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
     ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode;
     ``rollout/unaligned_agent_segments`` the helper segments per episode whose reported log-probs
     could not be placed on the policy's tokens (they learned with ``pi_agent = 1``).
+
+    ``rollout/agent_failures`` is a count, not a mean: the consults of the whole batch whose agent
+    failed (timed out, unreachable, an error status, an unusable reply); and
+    ``rollout/agent_failures/KIND`` those of each kind that occurred
+    (:func:`aipo_env.agents.base.failure_kind`).
     """
     records = batch.records
     count = max(len(records), 1)
@@ -45,6 +50,12 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
                 unguided.append(record)
             rank_in_group[group] += 1
         metrics["rollout/unguided_consult_rate"] = sum(map(_consulted, unguided)) / max(len(unguided), 1)
+    metrics["rollout/agent_failures"] = float(sum(record.agent_failures for record in records))
+    kinds: Counter[str] = Counter()
+    for record in records:
+        kinds.update(record.agent_failure_kinds)
+    for kind, failures in sorted(kinds.items()):
+        metrics[f"rollout/agent_failures/{kind}"] = float(failures)
     agents = sorted({agent for record in records for agent in record.consults})
     for agent in agents:
         metrics[f"rollout/consults/{agent}"] = (
@@ -71,6 +82,20 @@ def no_signal_warning(metrics: dict[str, float], group_size: int) -> str | None:
             "checkpoint (model.name_or_path), or use easier problems"
         )
     return f"{warning} (mean reward {reward:.3g}); if every episode is solved, use harder problems"
+
+
+def agent_failure_warning(metrics: dict[str, float]) -> str | None:
+    """One line on the step's failed consults, totals by kind; ``None`` when none failed."""
+    failed = metrics.get("rollout/agent_failures", 0.0)
+    if not failed:
+        return None
+    prefix = "rollout/agent_failures/"
+    kinds = ", ".join(
+        f"{name[len(prefix) :]}: {value:g}"
+        for name, value in sorted(metrics.items())
+        if name.startswith(prefix)
+    )
+    return f"{failed:g} consults failed ({kinds}); those episodes went on without a reply"
 
 
 def _consulted(record: EpisodeRecord) -> bool:

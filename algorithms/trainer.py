@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler, set_seed
 
 import aipo_env  # noqa: F401  (registers the env ids)
+from aipo_env.agents.model_agent import ModelAgent
 from algorithms.advantages import group_advantages
 from algorithms.aipo import LossInputs, counted_tokens, objective, zero_gradient_rows
 from algorithms.batch import EpisodeBatch
@@ -72,9 +73,9 @@ from algorithms.distributed import (
     whole_weights,
     wrap_model,
 )
-from algorithms.envs import make_envs
+from algorithms.envs import make_envs, shared_agents
 from algorithms.forward import token_logprobs
-from algorithms.metrics import no_signal_warning, rollout_metrics
+from algorithms.metrics import agent_failure_warning, no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect
 from algorithms.rollout_server import WeightSyncError, connect
@@ -128,6 +129,11 @@ class Trainer:
             self.reference = load_policy(config.model, self.device, trainable=False).model.eval()
             self.reference.requires_grad_(False)
         self.envs = self._make_envs()
+        # All envs share these agents; their failures are warned about once per step (below).
+        self.agents = shared_agents(self.envs) or {}
+        for agent in self.agents.values():
+            if isinstance(agent, ModelAgent):
+                agent.log_failures = False
         self.dataset_size = len(self.envs[0].unwrapped.task)
         self.parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         optim = config.optim
@@ -214,6 +220,7 @@ class Trainer:
         if self.log is not None:
             self.log.log(self.step, metrics)
             self._warn_without_signal(metrics)
+            self._warn_agent_failures(metrics)
         return metrics
 
     def _warn_without_signal(self, metrics: dict[str, float]) -> None:
@@ -224,6 +231,19 @@ class Trainer:
         if warning is not None:
             logger.warning("step %d: %s", self.step, warning)
             self.warned_no_signal = True
+
+    def _warn_agent_failures(self, metrics: dict[str, float]) -> None:
+        """One warning per step in which consults failed, with the totals and the last error."""
+        warning = agent_failure_warning(metrics)
+        if warning is None:
+            return
+        errors = [
+            f"{name}: {agent.stats.last_error}"
+            for name, agent in self.agents.items()
+            if isinstance(agent, ModelAgent) and agent.stats.last_error
+        ]
+        last = f"; last error of {'; '.join(errors)}" if errors else ""
+        logger.warning("step %d: %s%s", self.step, warning, last)
 
     def collect(self) -> EpisodeBatch:
         """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""

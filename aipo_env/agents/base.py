@@ -55,6 +55,7 @@ class AgentReply:
         text: the reply as it enters the transcript (the env trims it to its budget).
         ok: ``False`` when the agent failed and ``text`` is a fallback note.
         error: what went wrong, for ``info`` and counters (never holds secrets).
+        error_kind: the failure's kind, from :func:`failure_kind` (``None`` when ``ok``).
         token_logprobs: per-token log-probabilities of ``text`` under the agent's model, when
             the backend reports them (AIPO's ``raw``, ``luffy`` and ``aipo`` modes use them as
             ``log pi_agent``).
@@ -66,8 +67,32 @@ class AgentReply:
     text: str
     ok: bool = True
     error: str | None = None
+    error_kind: str | None = None
     token_logprobs: tuple[float, ...] | None = None
     token_texts: tuple[str, ...] | None = None
+
+
+FAILURE_KINDS = ("timeout", "connection", "http", "reply", "error")
+
+
+def failure_kind(error: BaseException) -> str:
+    """What kind of failure ``error`` is, for counters and metrics (one of :data:`FAILURE_KINDS`).
+
+    ``timeout``: no whole reply in time; ``connection``: the server could not be reached;
+    ``http``: it answered with an error status; ``reply``: it answered with nothing usable (empty,
+    garbled, malformed); ``error``: anything else. Read from the exception's class names, so the
+    ``openai`` and ``httpx`` classes need not be imported.
+    """
+    names = [cls.__name__ for cls in type(error).__mro__]
+    if any("Timeout" in name for name in names):
+        return "timeout"
+    if any(name in ("APIConnectionError", "ConnectionError", "ConnectError") for name in names):
+        return "connection"
+    if "APIStatusError" in names:
+        return "http"
+    if "ReplyError" in names:
+        return "reply"
+    return "error"
 
 
 class Agent(ABC):

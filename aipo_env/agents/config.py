@@ -69,8 +69,12 @@ class OpenAIBackend(_Strict):
         model: the model name the server knows.
         api_key_env: the environment variable holding the API key; ``None`` for local servers
             that need none.
-        timeout_s: per-request timeout.
-        max_retries: retries after a connection error, timeout, HTTP 429 or 5xx.
+        timeout_s: the deadline of one request attempt as a whole (connect, wait and the whole
+            reply), however slowly the server sends; a request past it is cancelled and fails
+            with ``RequestTimeout``.
+        max_retries: retries after a connection error, timeout, HTTP 429 or 5xx; each retry
+            has its own ``timeout_s``, so a consult takes at most ``(max_retries + 1) *
+            timeout_s`` plus the backoff delays before it counts as failed.
         backoff_s: first retry delay; see :func:`aipo_env.agents.openai_backend.backoff_delay`.
         max_concurrency: requests of this agent in flight at once, across all callers.
         logprobs: ask for per-token log-probabilities of the reply (when the server gives them);

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aipo_env.agents.base import Agent, AgentReply, ConsultRequest
+from aipo_env.agents.base import Agent, AgentReply, ConsultRequest, failure_kind
 from aipo_env.agents.cache import ReplyCache, cache_key
 from aipo_env.agents.config import AgentConfig
 from aipo_env.agents.prompts import Messages, build_messages
@@ -92,6 +92,7 @@ class AgentStats:
     token_limit_hits: int = 0
     retries: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, with errors counted by kind."""
@@ -104,11 +105,16 @@ class AgentStats:
             "token_limit_hits": self.token_limit_hits,
             "retries": self.retries,
             "errors": dict(self.errors),
+            "last_error": self.last_error,
         }
 
 
 class ReplyError(Exception):
     """A reply that arrived but cannot be used (empty, garbled, malformed)."""
+
+
+class RequestTimeout(TimeoutError):
+    """A request that did not finish within its deadline (the backend's ``timeout_s``)."""
 
 
 class ModelAgent(Agent):
@@ -121,6 +127,7 @@ class ModelAgent(Agent):
     """
 
     backend_kind = "model"
+    log_failures = True  # warn on the 1st, 10th, 100th ... failure; else failures log at DEBUG
 
     def __init__(self, name: str, config: AgentConfig, cache: ReplyCache | None = None) -> None:
         self.name = name
@@ -215,11 +222,14 @@ class ModelAgent(Agent):
         with self._stats_lock:
             self.stats.failures += 1
             self.stats.errors[kind] += 1
+            self.stats.last_error = message
             failures = self.stats.failures
         # Log the 1st, 10th, 100th ... failure: a dead server must not flood the training log.
-        level = logging.WARNING if _power_of_ten(failures) else logging.DEBUG
+        # A trainer that reports failures once per step turns this off (log_failures).
+        loud = self.log_failures and _power_of_ten(failures)
+        level = logging.WARNING if loud else logging.DEBUG
         logger.log(level, "%s agent failed (%d failures so far): %s", self.name, failures, message)
-        return AgentReply("", ok=False, error=message)
+        return AgentReply("", ok=False, error=message, error_kind=failure_kind(error))
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret this agent holds (its API key) replaced by ``***``."""

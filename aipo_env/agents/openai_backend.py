@@ -1,9 +1,16 @@
 """Agents served by any OpenAI-compatible chat-completions server, through the ``openai`` client.
 
 One backend covers ``vllm serve``, SGLang, ``transformers serve`` and hosted APIs. Each agent
-owns a pool of ``max_concurrency`` worker threads: :meth:`~ModelAgent.reply_batch` sends all its
-requests at once, and callers in many threads (envs stepped in a thread pool) share the same
-bound, so a vector env's consults run side by side instead of one after another.
+owns one thread running an event loop with the ``openai`` async client: :meth:`~ModelAgent.reply_batch`
+sends all its requests at once, at most ``max_concurrency`` in flight, and callers in many
+threads (envs stepped in a thread pool, or sharing one agent) share the same bound, so a vector
+env's consults run side by side instead of one after another.
+
+``timeout_s`` is a deadline for each attempt as a whole: the attempt is cancelled when it runs
+out, however the server trickles its bytes (httpx's own timeout applies to each read, so a
+server that sends one byte a second would never trip it). A timed-out attempt is retried like a
+connection error, each retry with a fresh deadline: one consult takes at most
+``(max_retries + 1) * timeout_s`` plus the backoff delays.
 
 The API key is read from the environment variable named in ``api_key_env`` when the agent is
 built; it is sent in the request header and nowhere else: error texts are scrubbed of it, and
@@ -12,21 +19,22 @@ the reply cache key never contains it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import threading
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from aipo_env.agents.cache import ReplyCache
 from aipo_env.agents.config import AgentConfig, OpenAIBackend
-from aipo_env.agents.model_agent import Completion, ModelAgent, ReplyError
+from aipo_env.agents.model_agent import Completion, ModelAgent, ReplyError, RequestTimeout
 from aipo_env.agents.prompts import Messages
 from aipo_env.agents.token_pieces import utf8_pieces
 
 _NO_KEY = "not-needed"  # the client insists on a key; local servers ignore it
+_T = TypeVar("_T")
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float = 30.0) -> float:
@@ -70,7 +78,7 @@ class OpenAIAgent(ModelAgent):
             self._api_key = key
             self._secrets = (key,)
         self._client: Any = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._loop: _LoopThread | None = None
         self._open_lock = threading.Lock()
 
     @property
@@ -83,33 +91,45 @@ class OpenAIAgent(ModelAgent):
         )
 
     def _complete(self, prompts: Sequence[Messages]) -> list[Completion | BaseException]:
-        pool = self._open()
-        futures = [pool.submit(self._request, prompt) for prompt in prompts]
+        loop = self._open()
+        futures = [loop.submit(self._request(prompt)) for prompt in prompts]
         results: list[Completion | BaseException] = []
         for future in futures:
             error = future.exception()
             results.append(error if error is not None else future.result())
         return results
 
-    def _request(self, messages: Messages) -> Completion:
-        """One chat completion, retried after transient failures (see :func:`backoff_delay`)."""
+    async def _request(self, messages: Messages) -> Completion:
+        """One chat completion, each attempt under its own ``timeout_s`` deadline, retried after
+        transient failures (see :func:`backoff_delay`)."""
         import openai
 
         retryable = (
-            openai.APIConnectionError,  # includes timeouts
+            openai.APIConnectionError,  # includes httpx's per-read timeouts
             openai.RateLimitError,
             openai.InternalServerError,
+            RequestTimeout,
         )
-        for attempt in range(self.backend.max_retries + 1):
-            try:
-                response = self._client.chat.completions.create(**self._arguments(messages))
-                return self._completion(response)
-            except retryable:
-                if attempt == self.backend.max_retries:
-                    raise
-                self._count(retries=1)
-                time.sleep(backoff_delay(attempt, self.backend.backoff_s))
+        assert self._loop is not None
+        async with self._loop.slots:
+            for attempt in range(self.backend.max_retries + 1):
+                try:
+                    return await self._attempt(messages)
+                except retryable:
+                    if attempt == self.backend.max_retries:
+                        raise
+                    self._count(retries=1)
+                    await asyncio.sleep(backoff_delay(attempt, self.backend.backoff_s))
         raise AssertionError("unreachable")
+
+    async def _attempt(self, messages: Messages) -> Completion:
+        timeout_s = self.backend.timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._client.chat.completions.create(**self._arguments(messages))
+        except TimeoutError:
+            raise RequestTimeout(f"no whole reply within timeout_s={timeout_s:g} s") from None
+        return self._completion(response)
 
     def _arguments(self, messages: Messages) -> dict[str, Any]:
         sampling = self.config.sampling
@@ -147,31 +167,72 @@ class OpenAIAgent(ModelAgent):
             pieces = _token_pieces(content)
         return Completion(text, getattr(choice, "finish_reason", None), logprobs, pieces)
 
-    def _open(self) -> ThreadPoolExecutor:
+    def _open(self) -> _LoopThread:
         # Opened lazily, and again after close(): one agent may serve several envs in turn.
         with self._open_lock:
-            if self._pool is None:
-                import openai
+            if self._loop is None:
+                import openai  # noqa: F401  (a missing package fails here, before a thread starts)
 
-                self._client = openai.OpenAI(
-                    base_url=self.backend.base_url,
-                    api_key=self._api_key,
-                    timeout=self.backend.timeout_s,
-                    max_retries=0,  # retries are ours, so they are counted and their backoff is configured
-                )
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.backend.max_concurrency, thread_name_prefix=f"aipo-{self.name}"
-                )
-            return self._pool
+                loop = _LoopThread(f"aipo-{self.name}", self.backend.max_concurrency)
+                self._client = loop.call(_new_client, self.backend, self._api_key)
+                self._loop = loop
+            return self._loop
 
     def close(self) -> None:
         with self._open_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            if self._loop is not None:
+                client, self._client = self._client, None
+                self._loop.close(client.close() if client is not None else None)
+                self._loop = None
+
+
+async def _new_client(backend: OpenAIBackend, api_key: str) -> Any:
+    """The async client, made inside the loop that will use it."""
+    import openai
+
+    return openai.AsyncOpenAI(
+        base_url=backend.base_url,
+        api_key=api_key,
+        timeout=backend.timeout_s,  # also bounds connect and each read; the deadline bounds the whole
+        max_retries=0,  # retries are ours, so they are counted and their backoff is configured
+    )
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, and a semaphore bounding the requests in flight on it."""
+
+    def __init__(self, name: str, max_concurrency: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+        self.slots = self.call(_semaphore, max_concurrency)
+
+    def submit(self, coroutine: Coroutine[Any, Any, _T]) -> Future[_T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call(self, function: Any, *args: Any) -> Any:
+        return self.submit(function(*args)).result()
+
+    def close(self, last: Coroutine[Any, Any, Any] | None) -> None:
+        """Cancel what is in flight, run ``last`` (closing the client), stop and join the thread."""
+
+        async def shut_down() -> None:
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if last is not None:
+                await last
+
+        self.submit(shut_down()).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+async def _semaphore(size: int) -> asyncio.Semaphore:
+    return asyncio.Semaphore(size)
 
 
 def _token_pieces(content: Sequence[Any]) -> tuple[str, ...] | None:

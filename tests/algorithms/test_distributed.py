@@ -116,3 +116,18 @@ def test_each_rank_plays_a_disjoint_contiguous_share() -> None:
 
 def test_metrics_are_unchanged_on_one_process() -> None:
     assert reduce_metrics({"rollout/reward": 0.5}, Ranks()) == {"rollout/reward": 0.5}
+
+
+def test_failed_consult_counts_are_summed_over_ranks_and_means_averaged(monkeypatch) -> None:
+    everyone = [
+        {"rollout/reward": 1.0, "rollout/agent_failures": 3.0, "rollout/agent_failures/timeout": 3.0},
+        {"rollout/reward": 0.0, "rollout/agent_failures": 2.0},
+    ]
+    monkeypatch.setattr("algorithms.distributed.gather_objects", lambda metrics, ranks: everyone)
+    monkeypatch.setattr(Ranks, "grouped", property(lambda self: True))
+    reduced = reduce_metrics(everyone[0], Ranks(world_size=2))
+    assert reduced == {
+        "rollout/reward": 0.5,
+        "rollout/agent_failures": 5.0,
+        "rollout/agent_failures/timeout": 3.0,
+    }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -269,3 +270,31 @@ def test_steps_with_learning_signal_are_not_warned_about(
     with caplog.at_level(logging.WARNING, logger="algorithms.trainer"):
         assert trainer.train_step()["rollout/zero_variance_groups"] < 1.0
     assert "no learning signal" not in caplog.text
+
+
+def test_failed_consults_are_counted_by_kind_and_warned_about_once_per_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: every consult is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0}
+    agents = {"reasoning": {"backend": backend, "cache": False}}
+    config = make_config(tmp_path, env={"kwargs": {"level": 1, "max_turns": 3, "agents": agents}})
+    base = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16)
+    trainer = Trainer(config, policy=ForcedPolicy(base, consult_prob=1.0))
+    agent = trainer.agents["reasoning"]
+    assert all(env.unwrapped.agents["reasoning"] is agent for env in trainer.envs)  # 8 envs, one agent
+    failures = []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            metrics = trainer.train_step()
+            failures.append(metrics["rollout/agent_failures"])
+            assert metrics["rollout/agent_failures/connection"] == metrics["rollout/agent_failures"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    failed = [message for message in warnings if "consults failed" in message]
+    assert len(failed) == 2 and not [message for message in warnings if "agent failed" in message]
+    assert all(count >= 8 for count in failures) and agent.stats.failures == sum(failures)
+    assert f"step 1: {failures[0]:g} consults failed (connection: {failures[0]:g})" in failed[0]
+    assert "APIConnectionError" in failed[0]
+    trainer.log.close()

@@ -67,6 +67,12 @@ def _chat_response(text: str | None, finish: str = "stop", logprobs: list[float]
     return {"id": "x", "object": "chat.completion", "created": 0, "model": "tiny", "choices": [choice]}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The stdlib's backlog of 5 drops the SYNs of a burst of connections (retried after 1 s).
+    request_queue_size = 128
+
+
 Reply = tuple[int, Any, float]  # status, JSON body (or raw bytes), delay in seconds
 
 
@@ -126,8 +132,7 @@ def fake_server() -> Iterator[Callable[[Callable[[dict], Reply]], FakeServer]]:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         started.append(server)
         fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -169,3 +174,43 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from policies.tiny_chat import save_tiny_chat_model
 
     return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat") / "model")
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[Callable[..., str]]:
+    """``base_url = trickling_server(interval_s, limit_s)``: a server that answers every POST with
+    headers at once and then its body one byte every ``interval_s`` seconds, stopping after
+    ``limit_s`` seconds (the body is never complete within that time)."""
+    started: list[ThreadingHTTPServer] = []
+
+    def start(interval_s: float = 0.3, limit_s: float = 10.0) -> str:
+        body = json.dumps(_chat_response("Correct: 196 = 14^2. " * 20)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for index in range(min(len(body), int(limit_s / interval_s))):
+                        self.wfile.write(body[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(interval_s)
+                except OSError:
+                    pass  # the client gave up: what a deadline should make it do
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        started.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import threading
 import time
 
 import gymnasium as gym
@@ -15,6 +16,10 @@ from aipo_env.agents.openai_backend import OpenAIAgent, backoff_delay
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "sk-test-6f1d0c9a8b7e"
+
+
+KINDS = {"InternalServerError": "http", "": "error", "no choices": "reply", "empty reply": "reply"}
+KINDS |= {"garbled": "reply", "Timeout": "timeout"}
 
 
 def ok(chat_response, text="Correct: 196 = 14^2.", delay=0.0, **options):
@@ -108,6 +113,7 @@ def test_bad_answers_become_failures_not_exceptions(fake_server, openai_config, 
     reply = agent.reply(make_request())
     assert not reply.ok and reply.text == "" and error in (reply.error or "")
     assert agent.stats.failures == 1 and sum(agent.stats.errors.values()) == 1
+    assert reply.error_kind == KINDS[error] and agent.stats.last_error == reply.error
 
 
 def test_the_env_notes_an_unavailable_agent_and_counts_it(fake_server, openai_config):
@@ -226,3 +232,20 @@ def test_consults_of_an_async_vector_env_overlap(fake_server, openai_config, cha
     assert all('<feedback agent="verify">Correct' in observation for observation in observations)
     # One after another would take 8 s; each worker also imports the openai client on its first consult.
     assert server.peak_in_flight == 4 and elapsed < 6.0
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_timeout_is_a_deadline_for_the_whole_request(trickling_server, openai_config, make_request, retries):
+    # One byte every 0.3 s never trips a per-read timeout of 1 s; the deadline must.
+    base_url = trickling_server(interval_s=0.3, limit_s=10.0)
+    config = openai_config(base_url, timeout_s=1, max_retries=retries, backoff_s=0.01)
+    threads = set(threading.enumerate())
+    agent = OpenAIAgent("verify", config)
+    start = time.perf_counter()
+    reply = agent.reply(make_request())
+    elapsed = time.perf_counter() - start
+    agent.close()
+    assert not reply.ok and "timeout_s=1" in (reply.error or "") and reply.error_kind == "timeout"
+    assert agent.stats.failures == 1 and agent.stats.retries == retries
+    assert elapsed < (retries + 1) * 1.0 + 1.5  # each attempt has its own 1 s deadline
+    assert not [thread for thread in set(threading.enumerate()) - threads if thread.name == "aipo-verify"]
