@@ -62,7 +62,7 @@ class Channel:
         with selectors.DefaultSelector() as selector:
             selector.register(self._stdin, selectors.EVENT_WRITE)
             while data:
-                if not selector.select(self._remaining(None)):
+                if not selector.select(self.remaining(None)):
                     self._expire(None)
                 try:
                     written = os.write(self._stdin, data)
@@ -83,7 +83,7 @@ class Channel:
         with selectors.DefaultSelector() as selector:
             selector.register(self._stdout, selectors.EVENT_READ)
             while b"\n" not in self._pending:
-                if not selector.select(self._remaining(seconds)):
+                if not selector.select(self.remaining(seconds)):
                     self._expire(seconds)
                 try:
                     chunk = os.read(self._stdout, _CHUNK)
@@ -100,7 +100,8 @@ class Channel:
         self._pending = bytearray(rest)
         return line
 
-    def _remaining(self, seconds: float | None) -> float:
+    def remaining(self, seconds: float | None = None) -> float:
+        """Seconds until the wall-clock limit, or until ``seconds`` from now if that is sooner."""
         left = self._deadline - time.monotonic()
         if seconds is not None:
             left = min(left, seconds)
@@ -150,9 +151,9 @@ def converse(
                 process.stdin.close()
             if channel.status == "ok":
                 try:
-                    process.wait(min(_EXIT_GRACE_SECONDS, channel._remaining(None)))
+                    process.wait(min(_EXIT_GRACE_SECONDS, channel.remaining()))
                 except subprocess.TimeoutExpired:
-                    channel.status = "timeout" if channel._remaining(None) <= 0 else "ok"
+                    channel.status = "timeout" if channel.remaining() <= 0 else "ok"
             status: Status = "output_limit" if stderr.overflowed else channel.status
             result = finish(process, status, b"", stderr.close(), isolation, limits, started)
     return result, answer

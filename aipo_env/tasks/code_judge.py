@@ -97,18 +97,11 @@ def judge(
     def dialogue(channel: Channel) -> Verdict:
         remote = _Remote(channel)
         outcomes = [("not_run", "")] * len(tests)
-        try:
-            channel.send(
-                marshal.dumps({"program": program, "setup": imports_of(setup), "seconds": load_seconds})
-            )
-            first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
-        except (ChannelClosed, BadReply):
-            return Verdict(False, outcomes)
-        if first[0] == "load_error" and len(first) == 2:
-            return Verdict(str(first[1]), outcomes)
-        if first[0] != "loaded" or len(first) != 2 or type(first[1]) is not list:
-            return Verdict(False, outcomes)
-        defined = {name for name in first[1] if type(name) is str}
+        first_frame = {"program": program, "setup": imports_of(setup), "seconds": load_seconds}
+        loaded = _load(channel, first_frame, load_seconds)
+        if not isinstance(loaded, list):
+            return Verdict(loaded, outcomes)
+        defined = set(loaded)
         namespace = _namespace(setup, tests, defined, targets, remote)
         try:
             exec(_compiled(setup, "<test setup>"), namespace)
@@ -118,9 +111,7 @@ def judge(
             outcomes[index] = remote.run_test(source, index, namespace, timeout)
             if remote.gone:
                 break
-        if not remote.gone:
-            with contextlib.suppress(ChannelClosed):
-                channel.send(marshal.dumps(("end",)))
+        remote.end()
         return Verdict(True, outcomes)
 
     return dialogue
@@ -138,17 +129,11 @@ def judge_output(
     def dialogue(channel: Channel) -> Verdict:
         remote = _Remote(channel)
         outcomes = [("not_run", "")] * len(cases)
-        try:
-            channel.send(
-                marshal.dumps({"program": program, "setup": "", "seconds": load_seconds, "stdio": True})
-            )
-            first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
-        except (ChannelClosed, BadReply):
-            return Verdict(False, outcomes)
-        if first[0] == "load_error" and len(first) == 2:
-            return Verdict(str(first[1]), outcomes)
-        if first[0] != "loaded":
-            return Verdict(False, outcomes)
+        loaded = _load(
+            channel, {"program": program, "setup": "", "seconds": load_seconds, "stdio": True}, load_seconds
+        )
+        if not isinstance(loaded, list):
+            return Verdict(loaded, outcomes)
         for index, (given, expected) in enumerate(cases):
             remote.start_test(timeout)
             try:
@@ -165,12 +150,25 @@ def judge_output(
                 break
             except Exception as exc:  # the program raised
                 outcomes[index] = ("error", _describe(exc))
-        if not remote.gone:
-            with contextlib.suppress(ChannelClosed):
-                channel.send(marshal.dumps(("end",)))
+        remote.end()
         return Verdict(True, outcomes)
 
     return dialogue
+
+
+def _load(channel: Channel, first_frame: dict[str, Any], load_seconds: float) -> list[str] | bool | str:
+    """Send the program and wait for it to load: the names it defined, else ``False`` (nothing
+    readable came back) or its load error."""
+    try:
+        channel.send(marshal.dumps(first_frame))
+        first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
+    except (ChannelClosed, BadReply):
+        return False
+    if first[0] == "load_error" and len(first) == 2:
+        return str(first[1])
+    if first[0] != "loaded" or len(first) != 2 or type(first[1]) is not list:
+        return False
+    return [name for name in first[1] if type(name) is str]
 
 
 def same_output(printed: str, expected: str) -> bool:
@@ -260,6 +258,12 @@ class _Remote:
     def getattr(self, target: int | str, name: str) -> Any:
         return self._ask("getattr", target, name)
 
+    def end(self) -> None:
+        """Tell a program that still answers to exit."""
+        if not self.gone:
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send(marshal.dumps(("end",)))
+
     def handle(self, number: int) -> Handle:
         if number not in self._handles:
             self._handles[number] = Handle(number, self)
@@ -335,34 +339,13 @@ def _namespace(
     namespace: dict[str, Any] = {"__name__": "__judge__", "__builtins__": builtins}
     for name in sorted(_free_names(setup, tuple(tests)) & defined):
         if name in targets:
-            namespace[name] = _Name(name, remote)
+            namespace[name] = Handle(name, remote)
         elif name in sys.stdlib_module_names:  # a test that uses the program's `import math`
             with contextlib.suppress(ImportError):
                 namespace[name] = importlib.import_module(name)  # gets the real one
         elif name not in _BUILTIN_NAMES:
-            namespace[name] = _Name(name, remote)
+            namespace[name] = Handle(name, remote)
     return namespace
-
-
-class _Name:
-    """A name of the program's namespace; calling it (or one of its attributes) calls into the sandbox."""
-
-    __slots__ = ("_name", "_remote")
-
-    def __init__(self, name: str, remote: _Remote) -> None:
-        self._name, self._remote = name, remote
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote.call(self._name, args, kwargs)
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("__"):
-            raise AttributeError(attribute)
-        value = self._remote.getattr(self._name, attribute)
-        return value
-
-    def __repr__(self) -> str:
-        return f"<{self._name} of the program>"
 
 
 @lru_cache(maxsize=4096)

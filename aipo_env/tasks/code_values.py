@@ -27,7 +27,8 @@ class BadReply(ValueError):
 
 
 class Handle:
-    """An object that lives in the sandbox (a class instance, a function), known by number.
+    """An object that lives in the sandbox (a class instance, a function), known by number, or a
+    name of the program's namespace (what the judge's tests call), known by that name.
 
     It equals only itself, so it can never pass as an expected value, and it has no truth
     value (``assert f(x)`` with an object for ``f(x)`` is an error, not a pass). Calling it, or
@@ -36,7 +37,7 @@ class Handle:
 
     __slots__ = ("_number", "_remote")
 
-    def __init__(self, number: int, remote: Any) -> None:
+    def __init__(self, number: int | str, remote: Any) -> None:
         object.__setattr__(self, "_number", number)
         object.__setattr__(self, "_remote", remote)
 
@@ -52,6 +53,8 @@ class Handle:
         raise TypeError("the program returned an object where a value was tested")
 
     def __repr__(self) -> str:
+        if isinstance(self._number, str):
+            return f"<{self._number} of the program>"
         return f"<object #{self._number} of the program>"
 
 
@@ -104,7 +107,7 @@ def encode(value: Any, depth: int = 0) -> tuple:
         return ("d", [(encode(k, depth + 1), encode(v, depth + 1)) for k, v in value.items()])
     if kind is range:
         return ("r", value.start, value.stop, value.step)
-    if kind is Handle:
+    if kind is Handle and type(value._number) is int:  # a name of the program is not an object it holds
         return ("h", value._number)
     if kind is collections.deque:
         return ("dq", [encode(item, depth + 1) for item in value])
