@@ -132,9 +132,11 @@ class RolloutConfig(_Strict):
 class LossConfig(_Strict):
     """The objective; :mod:`algorithms.aipo` writes it out."""
 
-    advantage_scale: Literal["group", "batch", "none"] = Field(
+    advantage_scale: Literal["group", "batch", "none", "loo"] = Field(
         "group",
-        description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO).",
+        description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO); "
+        "'loo': subtract the mean reward of the group's other episodes (RLOO leave-one-out baseline, "
+        "G / (G - 1) times Dr. GRPO's advantage).",
     )
     clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="PPO ratio clip below 1 (epsilon_low).")
     clip_high: float = Field(
