@@ -203,7 +203,8 @@ class Trainer:
         metrics = self.update(batch)
         updated = time.perf_counter()
         self.step += 1
-        metrics.update(rollout_metrics(batch, self.config.rollout.guided_per_group))
+        settings = self.config.rollout
+        metrics.update(rollout_metrics(batch, settings.guided_per_group, settings.reference_per_group))
         policy_tokens = float(batch.policy_mask.sum())
         all_tokens = float(batch.attention_mask.sum()) * self.config.optim.epochs
         metrics.update(
@@ -249,7 +250,12 @@ class Trainer:
         """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""
         problems = local_problems(self.next_problems(), self.ranks)
         settings = self.config.rollout
-        guide = Guide(settings.guided_per_group, settings.guide_agent, settings.guide_query)
+        guide = Guide(
+            settings.guided_per_group,
+            settings.guide_agent,
+            settings.guide_query,
+            references=settings.reference_per_group,
+        )
         with self._autocast(), whole_weights(self.model):
             sampler = self.policy if self.server is None else self.server
             return collect(sampler, self.envs, problems, settings.group_size, guide=guide)
