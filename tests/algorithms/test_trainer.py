@@ -259,6 +259,22 @@ def test_reference_solutions_are_learned_off_policy_with_policy_shaping(tmp_path
     assert metrics["rollout/accuracy"] == pytest.approx((6 * metrics["rollout/sampled_accuracy"] + 2) / 8)
 
 
+def test_helper_tokens_learned_per_step_are_counted_once_over_micro_batches_and_epochs(
+    tmp_path: Path,
+) -> None:
+    optim = {"micro_batch_size": 3, "minibatches": 2, "epochs": 2}
+    trainer = make_trainer(make_config(tmp_path, loss={"agent_mode": "aipo"}, optim=optim))
+    batch = trainer.collect()
+    advantages = group_advantages(batch.rewards, batch.group_ids)
+    expected = int((batch.agent_mask & (advantages > 0).unsqueeze(-1)).sum())
+    assert expected > 0
+    metrics = trainer.update(batch)
+    assert metrics["charts/agent_tokens_learned"] == expected
+    assert 0 <= metrics["losses/agent_at_min"] <= 1 and "losses/agent_learned" not in metrics
+    masked = make_trainer(make_config(tmp_path / "mask", loss={"agent_mode": "mask"}))
+    assert masked.update(batch)["charts/agent_tokens_learned"] == 0
+
+
 def test_the_decoding_step_can_be_switched_off_and_samples_the_same_episodes(tmp_path: Path) -> None:
     batches = {}
     for fast in (True, False):
