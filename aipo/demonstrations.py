@@ -8,6 +8,9 @@ then the boxed answer::
     Step 2: 12 * 3 = 36
     \\boxed{36}
 
+Written alone (no consult) this is :func:`aipo_env.tasks.base.written_solution`, the turn that
+RL's reference episodes play (``rollout.reference_per_group``).
+
 A consult demonstration writes some steps itself and asks the Reasoning agent for the others,
 ending a turn with ``<consult agent="reasoning">next step</consult>``; the agent's reply
 ``Step k: ...`` enters the transcript, and the demonstrator carries on from there. So the policy

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from aipo.cli import app
 from aipo.demo_config import EXAMPLES, ablation_config, arm_config, load_demo_config
 from aipo.demonstrations import solution_turns, warmup_demonstrations
+from aipo_env.tasks.base import Problem, written_solution
 
 TINY_BUDGET = [
     "warmup.demonstrations=40",
@@ -171,6 +172,12 @@ def test_demonstrations_ask_for_the_steps_they_do_not_write() -> None:
     assert all(record.correct for record in records)
     consulting = [record for record in records if record.consults["reasoning"] > 0]
     assert 0 < len(consulting) < len(records)
+
+
+def test_a_demonstration_without_consults_is_the_written_solution() -> None:
+    problem = Problem("p", "question", "36", "arithmetic", steps=("7 + 5 = 12", "12 * 3 = 36"))
+    assert solution_turns(problem.steps, problem.answer, ()) == [written_solution(problem)]
+    assert written_solution(problem) == "Step 1: 7 + 5 = 12\nStep 2: 12 * 3 = 36\n\\boxed{36}"
 
 
 def test_until_done_demonstrations_ask_until_the_agent_says_every_step_is_written() -> None:
