@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +128,9 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     return out
 
 
-def warmup_model(config: DemoConfig, seed: int, log: Any = print) -> tuple[Path | str, list[dict[str, float]]]:
+def warmup_model(
+    config: DemoConfig, seed: int, log: Any = print
+) -> tuple[Path | str, list[dict[str, float]]]:
     """The warm-up model's directory for ``seed`` (shipped, reused or trained now) and its training loss."""
     if config.warmup.source == "shipped":
         log(f"   warm-up: the shipped model {PREFIX}{config.warmup.shipped}")

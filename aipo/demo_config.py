@@ -139,7 +139,9 @@ class DemoConfig(_Strict):
         for position, (name, arm) in enumerate(self.arms.items()):
             earlier = [other for other in names[:position] if self.arms[other].kind == "rl"]
             if arm.kind == "sft" and arm.match not in earlier:
-                raise ValueError(f"arm {name!r}: match={arm.match!r} must name an earlier rl arm, one of {earlier}")
+                raise ValueError(
+                    f"arm {name!r}: match={arm.match!r} must name an earlier rl arm, one of {earlier}"
+                )
         return self
 
 

@@ -35,7 +35,13 @@ def helper_tokens_seen(run: TrainConfig) -> int:
 
 
 def train_control(
-    run: TrainConfig, warmup: Path | str, tokens: int, lr: float, batch_size: int, directory: Path, progress: bool
+    run: TrainConfig,
+    warmup: Path | str,
+    tokens: int,
+    lr: float,
+    batch_size: int,
+    directory: Path,
+    progress: bool,
 ) -> dict[str, Any]:
     """Train the control from ``warmup`` on about ``tokens`` solution tokens of ``run``'s train env; save to ``directory/final``."""
     kwargs = {key: value for key, value in run.env.kwargs.items() if key not in ("consult", "consult_cost")}

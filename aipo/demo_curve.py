@@ -75,14 +75,22 @@ def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str,
     found = []
     for index in range(len(alone.unwrapped.task)):
         problem = alone.unwrapped.task.problem(index)
-        if not problem.metadata["operations"][0][0] == "double":
+        if problem.metadata["operations"][0][0] != "double":
             continue
         key = problem.steps[0].split(" =")[0]  # "v + v"
         prompt, _ = alone.reset(options={"index": index})
         consulting.reset(options={"index": index})
         transcript, *_ = consulting.step(CONSULT)
         reply = transcript[: transcript.index("Step 1: ", len(prompt)) + len("Step 1: ")]
-        found.append({"alone": prompt, "alone_tail": "Step 1: ", "reply": prompt, "reply_tail": reply[len(prompt) :], "key": key})
+        found.append(
+            {
+                "alone": prompt,
+                "alone_tail": "Step 1: ",
+                "reply": prompt,
+                "reply_tail": reply[len(prompt) :],
+                "key": key,
+            }
+        )
         if len(found) == problems:
             break
     alone.close()
@@ -95,7 +103,10 @@ def key_logprobs(policy: HFPolicy, contexts: list[dict[str, str]]) -> dict[str, 
     """Mean ``log p(key | context)`` in nats, alone and inside the helper reply (module docstring)."""
     sums = {"key_logprob_alone": 0.0, "key_logprob_in_reply": 0.0}
     for item in contexts:
-        for name, tail in (("key_logprob_alone", item["alone_tail"]), ("key_logprob_in_reply", item["reply_tail"])):
+        for name, tail in (
+            ("key_logprob_alone", item["alone_tail"]),
+            ("key_logprob_in_reply", item["reply_tail"]),
+        ):
             context = policy.encode_prompt(item["alone"]) + policy.encode_text(tail)
             key = policy.encode_text(item["key"])
             ids = torch.tensor([context + key], device=policy.device)

@@ -69,7 +69,10 @@ def paired_table(results: Mapping[str, Any]) -> str:
         f"| {PAIRED_WITH} − baseline | accuracy difference | seeds where {PAIRED_WITH} is ahead |",
         "|---|---|---|",
     ]
-    lines += [f"| {PAIRED_WITH} − {name} | {_cell(row)} | {row['positive']} of {seeds} |" for name, row in paired.items()]
+    lines += [
+        f"| {PAIRED_WITH} − {name} | {_cell(row)} | {row['positive']} of {seeds} |"
+        for name, row in paired.items()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -61,9 +61,11 @@ class ArithmeticRuleTask(Task):
         chains = []
         for start in range(1, 10):
             for chain in itertools.product(_OPERATIONS, repeat=self.operations):
-                if any(operator == DOUBLE for operator, _ in chain):
-                    if in_test_split(question(start, chain), self.test_share) == (self.split == "test"):
-                        chains.append((start, chain))
+                doubles = any(operator == DOUBLE for operator, _ in chain)
+                if doubles and in_test_split(question(start, chain), self.test_share) == (
+                    self.split == "test"
+                ):
+                    chains.append((start, chain))
         return chains
 
     def __len__(self) -> int:

@@ -63,13 +63,19 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
         assert numbers["accuracy"]["values"] == [saved["seeds"]["3"][model]["accuracy"]]
     seed = saved["seeds"]["3"]
     assert set(saved["paired"]) == {"warm-up", *ARMS} - {"aipo"}
-    assert saved["paired"]["grpo"]["mean"] == pytest.approx(seed["aipo"]["accuracy"] - seed["grpo"]["accuracy"])
+    assert saved["paired"]["grpo"]["mean"] == pytest.approx(
+        seed["aipo"]["accuracy"] - seed["grpo"]["accuracy"]
+    )
     run = seed["aipo"]
     assert [point["step"] for point in run["curve"]] == [0, 1, 2]
     assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
     assert [row["step"] for row in run["training"]] == [1, 2]
-    assert all("charts/agent_tokens_learned" in row and "losses/agent_at_min" in row for row in run["training"])
-    seen = sum(row["rollout/agent_tokens"] for row in run["training"]) * 2 * 2  # problems x group size (TINY_BUDGET)
+    assert all(
+        "charts/agent_tokens_learned" in row and "losses/agent_at_min" in row for row in run["training"]
+    )
+    seen = (
+        sum(row["rollout/agent_tokens"] for row in run["training"]) * 2 * 2
+    )  # problems x group size (TINY_BUDGET)
     control = seed["sft"]
     assert control["matched_helper_tokens"] == round(seen) > 0
     assert abs(control["solution_tokens"] - seen) <= 8 * 60  # within one batch of solutions
@@ -130,7 +136,10 @@ def test_held_out_problems_come_from_the_test_split_and_no_arm_trains_on_them(tm
 
 def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:
     demo = load_demo_config(EXAMPLES / "demo_full.yaml")
-    configs = {arm: arm_config(demo, arm, 0, tmp_path).model_dump() for arm in ("grpo", "aipo", "raw", "aipo_rloo", "trajectory")}
+    configs = {
+        arm: arm_config(demo, arm, 0, tmp_path).model_dump()
+        for arm in ("grpo", "aipo", "raw", "aipo_rloo", "trajectory")
+    }
     for config in configs.values():
         config.pop("output_dir")
     aipo = configs["aipo"]
@@ -157,7 +166,9 @@ def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:
 
 def test_a_control_arm_must_match_an_earlier_rl_arm() -> None:
     with pytest.raises(ValueError, match="match='aipo' must name an earlier rl arm"):
-        load_demo_config(EXAMPLES / "demo.yaml", ["arms={grpo: {config: demo_rule.yaml}, sft: {kind: sft, match: aipo}}"])
+        load_demo_config(
+            EXAMPLES / "demo.yaml", ["arms={grpo: {config: demo_rule.yaml}, sft: {kind: sft, match: aipo}}"]
+        )
 
 
 def test_bad_demo_settings_exit_with_the_key_named(tmp_path: Path) -> None:

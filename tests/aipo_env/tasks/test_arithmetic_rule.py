@@ -24,7 +24,9 @@ def test_train_and_test_splits_ask_disjoint_questions_and_cover_every_chain(oper
 def test_a_problem_doubles_by_adding_the_value_to_itself():
     task = ArithmeticRuleTask(2, "train")
     problem = next(
-        task.problem(i) for i in range(len(task)) if task.problem(i).question.startswith("Start with 7. Double it, then add")
+        task.problem(i)
+        for i in range(len(task))
+        if task.problem(i).question.startswith("Start with 7. Double it, then add")
     )
     addend = int(problem.question.split("add ")[1].split(".")[0])
     assert problem.steps == ("7 + 7 = 14", f"14 + {addend} = {14 + addend}")
