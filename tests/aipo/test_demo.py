@@ -54,7 +54,7 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert arms["aipo_rloo"]["loss"]["advantage_scale"] == "loo"
     assert saved["settings"]["demo"]["eval_env"] == {
         "id": "aipo/ArithmeticRule-v0",
-        "kwargs": {**arms["aipo"]["env"]["kwargs"], "split": "test"},
+        "kwargs": {**arms["grpo_alone"]["env"]["kwargs"], "split": "test"},  # the first arm
     }
     for model, numbers in saved["summary"].items():
         assert set(numbers["pass_at_k"]) == {str(k) for k in range(1, 17)}, model
@@ -70,15 +70,13 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert [point["step"] for point in run["curve"]] == [0, 1, 2]
     assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
     assert [row["step"] for row in run["training"]] == [1, 2]
-    assert all(
-        "charts/agent_tokens_learned" in row and "losses/agent_at_min" in row for row in run["training"]
-    )
+    assert all("charts/agent_tokens_learned" in row for row in run["training"])
     seen = (
         sum(row["rollout/agent_tokens"] for row in run["training"]) * 2 * 2
     )  # problems x group size (TINY_BUDGET)
     control = seed["sft"]
     assert control["matched_helper_tokens"] == round(seen) > 0
-    assert abs(control["solution_tokens"] - seen) <= 8 * 60  # within one batch of solutions
+    assert seen <= control["solution_tokens"] < seen + 32 * 60  # within one batch of 32 solutions
     for arm in ARMS:
         assert (out / "seed-3" / arm / "final" / "config.json").is_file(), arm
     table = (out / "results.md").read_text()
