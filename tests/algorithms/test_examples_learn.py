@@ -16,7 +16,13 @@ from algorithms.config import TrainConfig, load_config
 from algorithms.trainer import Trainer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TRAINING = ["aipo_arithmetic.yaml", "grpo_arithmetic.yaml", "demo_aipo.yaml", "demo_grpo.yaml"]
+TRAINING = [
+    "aipo_arithmetic.yaml",
+    "grpo_arithmetic.yaml",
+    "demo_aipo.yaml",
+    "demo_grpo.yaml",
+    "demo_rule.yaml",
+]
 
 
 def test_every_cpu_training_example_is_covered():
