@@ -75,7 +75,7 @@ from algorithms.distributed import (
 )
 from algorithms.envs import make_envs, shared_agents
 from algorithms.forward import token_logprobs
-from algorithms.metrics import agent_failure_warning, no_signal_warning, rollout_metrics
+from algorithms.metrics import agent_failure_warning, logprob_gap, no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect
 from algorithms.rollout_server import WeightSyncError, connect
@@ -281,7 +281,8 @@ class Trainer:
     # -- the update ----------------------------------------------------------------------------
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics.
+        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics, and
+        ``rollout/logprob_gap_*`` (:func:`algorithms.metrics.logprob_gap`, before the first step).
 
         In a distributed run ``batch`` is this rank's episodes; every minibatch's normaliser is
         summed over ranks and the loss scaled by ``W`` (see :mod:`algorithms.distributed`).
@@ -296,8 +297,9 @@ class Trainer:
         batch = batch.to(self.device)
         advantages = self._advantages(batch)
         old = batch.behaviour_logprobs
+        own = self._logprobs_without_grad(self.policy.model, batch)  # the learner's, before any update
         if optim.recompute_behaviour_logprobs or bool((torch.isnan(old) & batch.policy_mask).any()):
-            old = self._logprobs_without_grad(self.policy.model, batch)
+            old = own
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
         totals: dict[str, float] = defaultdict(float)
         stat_weights: dict[str, float] = defaultdict(float)
@@ -337,6 +339,7 @@ class Trainer:
         metrics = {name: value / stat_weights.get(name, updates) for name, value in totals.items()}
         metrics["charts/advantage_abs"] = float(advantages.abs().mean())
         metrics["charts/skipped_rows"] = float(skip.float().mean())
+        metrics.update(logprob_gap(batch.behaviour_logprobs, own, batch.policy_mask))
         return metrics
 
     def _skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
