@@ -86,6 +86,14 @@ class RolloutServerConfig(_Strict):
             "(off-policy from a fixed behaviour policy). See algorithms/rollout_server.py."
         ),
     )
+    reload_api: Literal["sglang", "vllm"] = Field(
+        "sglang",
+        description=(
+            "How reload_url takes weights: 'sglang' (POST {'model_path': DIR} of a save_pretrained "
+            "directory) or 'vllm' (reload_url is http://HOST:PORT/collective_rpc of `vllm serve` run "
+            "with VLLM_SERVER_DEV_MODE=1; exact, see docs/vllm_weight_sync.md)."
+        ),
+    )
     sync_every: int = Field(1, ge=1, description="Steps between weight syncs (with reload_url).")
 
 

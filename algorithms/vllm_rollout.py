@@ -19,14 +19,11 @@ group beside the learner's, which is not supported yet; use ``rollout.server`` t
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
-import torch
-
 from algorithms.config import RolloutConfig
-from algorithms.models import save_merged
+from algorithms.models import merged_state, save_merged
 from policies.hf import HFPolicy
 from policies.vllm_engine import VLLMEngine
 
@@ -46,13 +43,6 @@ class EngineWeights:
         started = time.perf_counter()
         self.engine.load_weights(merged_state(policy).items())
         return time.perf_counter() - started
-
-
-def merged_state(policy: HFPolicy) -> dict[str, torch.Tensor]:
-    """The policy's plain state dict: LoRA adapters merged into a copy (the learner keeps its adapters)."""
-    if not hasattr(policy.model, "merge_and_unload"):
-        return policy.model.state_dict()
-    return copy.deepcopy(policy.model).merge_and_unload().state_dict()
 
 
 def start_engine(
