@@ -147,6 +147,11 @@ def check_layout(config: TrainConfig, world_size: int) -> None:
         raise ConfigError(
             "rollout.server works with one learner process; drop it or run without torchrun/accelerate"
         )
+    if config.rollout.engine == "vllm" and world_size > 1:
+        raise ConfigError(
+            "rollout.engine=vllm runs in one learner process (an engine per rank is not supported yet); "
+            "use rollout.engine=hf under torchrun/accelerate"
+        )
     if config.distributed == "fsdp" and config.model.lora is not None:
         raise ConfigError("distributed=fsdp does not support model.lora; use distributed=ddp for LoRA")
 

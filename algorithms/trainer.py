@@ -125,7 +125,7 @@ class Trainer:
             self.sampler, self.sampler_weights = connect(config.rollout, policy, config.output_dir)
         elif config.rollout.engine == "vllm":
             self.sampler, self.sampler_weights = start_engine(
-                config.rollout, policy, config.output_dir, seed=config.seed, world_size=self.ranks.world_size
+                config.rollout, policy, config.output_dir, seed=config.seed
             )
         if config.model.gradient_checkpointing:
             enable_checkpointing(policy.model)

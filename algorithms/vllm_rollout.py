@@ -14,7 +14,8 @@ A failed sync or a failed rollout stops the run with :class:`~policies.vllm_engi
 off-policy); the checkpoints written so far are intact and ``resume_from=latest`` continues.
 
 One process only: under ``torchrun`` each rank would need its own engine and vLLM's own process
-group beside the learner's, which is not supported yet; use ``rollout.server`` there.
+group beside the learner's, which is not supported yet (refused at start, see
+:func:`algorithms.distributed.check_layout`); use ``rollout.engine: hf`` there.
 """
 
 from __future__ import annotations
@@ -46,14 +47,9 @@ class EngineWeights:
 
 
 def start_engine(
-    rollout: RolloutConfig, policy: HFPolicy, output_dir: Path, *, seed: int, world_size: int = 1
+    rollout: RolloutConfig, policy: HFPolicy, output_dir: Path, *, seed: int
 ) -> tuple[VLLMEngine, EngineWeights]:
     """Write the policy's weights to ``output_dir/engine``, start the engine there, and its sync."""
-    if world_size > 1:
-        raise ValueError(
-            "rollout.engine=vllm runs in a single process; under torchrun / accelerate launch use "
-            "rollout.server (one vLLM server) or rollout.engine=hf"
-        )
     settings = rollout.vllm
     directory = output_dir / ENGINE_DIR
     save_merged(policy, directory)
