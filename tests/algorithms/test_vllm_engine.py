@@ -15,7 +15,7 @@ import torch
 from test_rollout import make_envs
 from test_trainer import make_config
 
-from algorithms.config import TrainConfig
+from algorithms.config import LoraConfig, TrainConfig
 from algorithms.forward import token_logprobs
 from algorithms.metrics import logprob_gap
 from algorithms.rollout import Guide, collect, rollout
@@ -122,6 +122,34 @@ def test_aipo_with_consults_keeps_the_engine_in_step(tmp_path: Path) -> None:
         assert metrics["perf/weight_sync_s"] > 0
     learned = list(trainer.policy.model.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(start, learned, strict=True))
+
+
+def test_lora_adapters_reach_the_engine_merged(tmp_path: Path) -> None:
+    config = vllm_config(tmp_path, steps=2, optim={"lr": 1e-2}, loss={"entropy_coef": 0.1})
+    config.model.lora = LoraConfig(r=4, alpha=8)
+    trainer = Trainer(config)
+    try:
+        trainer.learn()
+        batch = trainer.collect()  # sampled after the last sync
+        gap = logprob_gap(
+            batch.behaviour_logprobs, _learner_logprobs(trainer.policy, batch), batch.policy_mask
+        )
+    finally:
+        trainer.sampler.close()
+    assert all(metrics["rollout/logprob_gap_max"] <= 1e-4 for metrics in logged(tmp_path))
+    assert gap["rollout/logprob_gap_max"] <= 1e-4
+
+
+def test_a_seed_repeats_the_engines_episodes(tmp_path: Path) -> None:
+    batches = []
+    for run in ("a", "b"):
+        trainer = Trainer(vllm_config(tmp_path / run, seed=3))
+        try:
+            batches.append(trainer.collect())
+        finally:
+            trainer.sampler.close()
+    assert torch.equal(batches[0].input_ids, batches[1].input_ids)
+    assert torch.equal(batches[0].behaviour_logprobs, batches[1].behaviour_logprobs)
 
 
 def test_an_engine_that_dies_mid_run_stops_it_and_the_run_resumes(tmp_path: Path) -> None:
