@@ -23,7 +23,7 @@ the same requests in the same order.
 
 from __future__ import annotations
 
-import logging
+import gc
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,7 +35,6 @@ from aipo_env.extras import MissingExtraError, require_extra
 from policies.base import Action
 from policies.hf import HFPolicy
 
-logger = logging.getLogger("policies.vllm_engine")
 _DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 
 
@@ -191,10 +190,9 @@ class VLLMEngine:
         """Shut the engine down and release its memory. Safe to call twice."""
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
-            shutdown = getattr(llm.llm_engine, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+            llm.llm_engine.engine_core.shutdown()  # the in-process engine core and its worker
             del llm
+            gc.collect()
 
 
 def check_cpu_shape(config: Any) -> None:
