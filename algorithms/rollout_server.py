@@ -97,6 +97,8 @@ class ServerWeights:
         except urllib.error.HTTPError as error:
             details = _json(error.read())
             message = details.get("message") or details.get("detail") or error.reason
+            if error.code == 404 and self.api == "vllm":
+                message = f"{message}; vllm serve has /collective_rpc only with VLLM_SERVER_DEV_MODE=1"
             raise WeightSyncError(
                 f"{url} refused the weights in {self.directory} (HTTP {error.code}: {message})"
             ) from error
