@@ -1,75 +1,54 @@
-"""``aipo demo``: the capability-boundary experiment on CPU, warm-up -> GRPO vs AIPO -> evaluation alone.
+"""``aipo demo``: the capability-boundary experiment on CPU, warm-up -> RL arms -> evaluation alone.
+
+The default experiment (``examples/demo.yaml``) tests the claim where its mechanism can act: a
+skill only the helpers show (:mod:`aipo_env.tasks.arithmetic_rule`: "double it" is written
+``v + v``), a warm-up that lacks it, and a control proving the model can learn it from text.
 
 For every seed:
 
-1. **Warm-up.** The tiny model (:mod:`policies.tiny`) is trained by supervised learning on
-   worked solutions of the *easy* arithmetic levels, a share of which consult the Reasoning
-   agent (:mod:`aipo.demonstrations`). This fixes the capability boundary.
-2. **RL.** From that checkpoint, each arm (``examples/demo_grpo.yaml``, ``examples/demo_aipo.yaml``)
-   trains on the *hard* level with the same seed, problem stream and budget. The arms differ in
-   ``loss.agent_mode`` only: GRPO masks the helpers' tokens, AIPO learns from them.
-3. **Evaluation alone.** The warm-up model and every arm play held-out hard problems
-   (``split="test"``) with consults off, ``samples`` times each: accuracy, pass@k, and how many
-   problems the warm-up never solved (pass@n = 0) each model solves at least once.
+1. **Warm-up.** The shipped model ``warmup:arithmetic`` (:mod:`policies.shipped`), trained once by
+   supervised learning on worked solutions of the easy arithmetic levels, a share of which consult
+   the Reasoning agent (:mod:`aipo.demonstrations`). It adds and subtracts digits but has never
+   seen "double it". ``warmup.source: fresh`` trains one per seed the same way instead.
+2. **Arms.** From that model, each arm trains with the same seed, problem stream and budget:
+   RL arms are ``aipo train`` configs; the ``sft`` arm is the learnability control
+   (:mod:`aipo.demo_control`).
+3. **Evaluation alone.** The warm-up model and every arm play held-out problems (the first arm's
+   env, ``split="test"``, recorded as ``settings.demo.eval_env``) with consults off, ``samples``
+   times each: accuracy, pass@k, and how many problems the warm-up never solved each model solves
+   at least once. Learning curves (:mod:`aipo.demo_curve`) add the skill's key-token log-probs.
 
 Results go to ``output_dir``: ``demo.json`` (every number and setting), ``results.md`` (the
-table), ``learning_curves.png`` and ``pass_at_k.png``; per-seed runs under ``seed-N/``.
+tables), ``learning_curves.png`` and ``pass_at_k.png``; per-seed runs under ``seed-N/``, each
+arm's final model in ``seed-N/ARM/final``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from aipo.demo_config import DemoConfig, arm_config
-from aipo.demonstrations import warmup_demonstrations
+from aipo.demo_config import DemoConfig, arm_config, eval_env, rl_arms
+from aipo.demo_curve import HeldOutCurve
+from aipo.demonstrations import ARITHMETIC, warmup_demonstrations
 from algorithms.evaluation import EvalResult, evaluate
 from algorithms.models import load_policy
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup
 from policies.hf import HFPolicy
+from policies.shipped import PREFIX, resolve
 
-ENV_ID = "aipo/Arithmetic-v0"
 WARMUP = "warm-up"
-
-
-class HeldOutCurve:
-    """A trainer callback: held-out accuracy alone (consults off) every ``every`` steps.
-
-    The evaluation runs under a forked torch random state seeded by ``(seed, step)``, so the
-    training run is the same with or without the curve and every arm is measured alike.
-    """
-
-    def __init__(
-        self, env_kwargs: Mapping[str, Any], problems: int, samples: int, every: int, seed: int = 0
-    ) -> None:
-        self.env_kwargs, self.problems, self.samples, self.every = dict(env_kwargs), problems, samples, every
-        self.seed = seed
-        self.points: list[dict[str, float]] = []
-
-    def measure(self, policy: HFPolicy, step: int) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 100_003 + step)
-            result = evaluate(
-                policy, ENV_ID, self.env_kwargs, problems=range(self.problems), samples=self.samples,
-                batch_size=256, progress=False,
-            )  # fmt: skip
-        self.points.append({"step": step, "accuracy": result.accuracy})
-
-    def __call__(self, trainer: Any, metrics: dict[str, float]) -> None:
-        if self.every and (trainer.step % self.every == 0 or trainer.step == trainer.config.steps):
-            self.measure(trainer.policy, trainer.step)
 
 
 def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
     """Run the whole experiment as ``config`` says, write the outputs, return the results dict."""
-    from aipo.demo_report import summarise_seeds, write_outputs
+    from aipo.demo_report import paired_differences, summarise_seeds, write_outputs
 
     torch.set_num_threads(config.threads)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -81,13 +60,14 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
             log(f"== seed {seed}: results of an earlier run, {saved}")
             seeds[str(seed)] = json.loads(saved.read_text())
             continue
-        log(f"== seed {seed}: warm-up on levels {config.warmup.levels}, then {', '.join(config.arms)}")
+        log(f"== seed {seed}: {', '.join(config.arms)}")
         seeds[str(seed)] = run_seed(config, seed, log)
         saved.write_text(json.dumps(seeds[str(seed)]))
     results = {
         "settings": settings_of(config),
         "seeds": seeds,
         "summary": summarise_seeds(seeds, [WARMUP, *config.arms]),
+        "paired": paired_differences(seeds, [WARMUP, *config.arms]),
         "wall_seconds": time.perf_counter() - started,
         # CPU time tells what the run costs on an idle machine; wall time depends on the load.
         "cpu_seconds": time.process_time() - cpu_started,
@@ -98,50 +78,77 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
 
 def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     """Warm-up, every arm and the evaluations for one seed."""
-    warmup_dir = config.output_dir / f"seed-{seed}" / "warmup"
     started = time.perf_counter()
-    first = arm_config(config, next(iter(config.arms)), seed, warmup_dir)
-    hard = {**first.env.kwargs, "split": "test"}
-    earlier = config.warmup_from / f"seed-{seed}" / "warmup" if config.warmup_from else None
-    if earlier is not None and (earlier / "config.json").is_file():
-        log(f"   reusing the warm-up model in {earlier}")
-        warmup_dir, history = earlier, []
-    else:
-        history = warm_up(config, seed, warmup_dir, hard_level=hard["level"])
-    easy = {**hard, "level": list(config.warmup.levels)}
-    warm = _load(config, warmup_dir, first.rollout.max_new_tokens)
+    warmup_dir, history = warmup_model(config, seed, log)
+    held_out = eval_env(config)
+    easy = {**held_out["kwargs"], "level": list(config.warmup.levels)}
+    easy = {key: value for key, value in easy.items() if key not in ("operations", "test_share")}
+    max_new = arm_config(config, rl_arms(config)[0], seed, warmup_dir).rollout.max_new_tokens
+    warm = _load(config, warmup_dir, max_new)
     out: dict[str, Any] = {
         WARMUP: {
             "sft_loss": [point["loss"] for point in history],
             "seconds": time.perf_counter() - started,
-            "easy": _evaluate(config, warm, easy, config.eval.easy_problems, seed).accuracy,
+            "easy": _evaluate(config, warm, ARITHMETIC, easy, config.eval.easy_problems, seed).accuracy,
         }
     }
-    warm_result = _evaluate(config, warm, hard, config.eval.problems, seed)
+    warm_result = _evaluate(config, warm, held_out["id"], held_out["kwargs"], config.eval.problems, seed)
     out[WARMUP].update(_numbers(warm_result, warm_result))
-    log(f"   warm-up: easy accuracy {out[WARMUP]['easy']:.3f}, hard accuracy {warm_result.accuracy:.3f}")
-    for arm in config.arms:
+    curve_start = _curve(config, held_out, seed)
+    if config.eval.curve_every:
+        curve_start.measure(warm, 0)
+    out[WARMUP]["curve"] = curve_start.points
+    log(f"   warm-up: easy accuracy {out[WARMUP]['easy']:.3f}, held-out accuracy {warm_result.accuracy:.3f}")
+    for arm, spec in config.arms.items():
         started = time.perf_counter()
-        train = arm_config(config, arm, seed, warmup_dir)
-        curve = HeldOutCurve(
-            hard, config.eval.curve_problems, config.eval.curve_samples, config.eval.curve_every
-        )
-        if config.eval.curve_every:
-            curve.measure(warm, 0)
-        from algorithms.trainer import Trainer
+        if spec.kind == "sft":
+            from aipo.demo_control import helper_tokens_seen, train_control
 
-        Trainer(train, callbacks=[curve]).learn()
-        policy = _load(config, train.output_dir / "final", train.rollout.max_new_tokens)
-        result = _evaluate(config, policy, hard, config.eval.problems, seed)
-        out[arm] = {
-            **_numbers(result, warm_result),
-            "curve": curve.points,
-            "training": _training_log(train.output_dir / "metrics.jsonl"),
-            "seconds": time.perf_counter() - started,
-        }
-        log(f"   {arm}: hard accuracy {result.accuracy:.3f} (alone), pass@{config.eval.samples} "
+            matched = arm_config(config, spec.match, seed, warmup_dir)
+            directory = config.output_dir / f"seed-{seed}" / arm
+            extra = train_control(
+                matched, warmup_dir, helper_tokens_seen(matched), spec.lr, spec.batch_size, directory,
+                config.progress,
+            )  # fmt: skip
+            final, extra["curve"], extra["training"] = directory / "final", [], []
+        else:
+            from algorithms.trainer import Trainer
+
+            train = arm_config(config, arm, seed, warmup_dir)
+            curve = _curve(config, held_out, seed)
+            curve.points = list(curve_start.points)
+            Trainer(train, callbacks=[curve]).learn()
+            final = train.output_dir / "final"
+            extra = {"curve": curve.points, "training": _training_log(train.output_dir / "metrics.jsonl")}
+        policy = _load(config, final, max_new)
+        result = _evaluate(config, policy, held_out["id"], held_out["kwargs"], config.eval.problems, seed)
+        out[arm] = {**_numbers(result, warm_result), **extra, "seconds": time.perf_counter() - started}
+        log(f"   {arm}: held-out accuracy {result.accuracy:.3f} (alone), pass@{config.eval.samples} "
             f"{result.pass_at_k[config.eval.samples]:.3f}")  # fmt: skip
     return out
+
+
+def warmup_model(
+    config: DemoConfig, seed: int, log: Any = print
+) -> tuple[Path | str, list[dict[str, float]]]:
+    """The warm-up model's directory for ``seed`` (shipped, reused or trained now) and its training loss."""
+    if config.warmup.source == "shipped":
+        log(f"   warm-up: the shipped model {PREFIX}{config.warmup.shipped}")
+        return resolve(PREFIX + config.warmup.shipped), []
+    earlier = config.warmup_from / f"seed-{seed}" / "warmup" if config.warmup_from else None
+    if earlier is not None and (earlier / "config.json").is_file():
+        log(f"   reusing the warm-up model in {earlier}")
+        return earlier, []
+    directory = config.output_dir / f"seed-{seed}" / "warmup"
+    hard_level = eval_env(config)["kwargs"].get("level", 3)
+    return directory, warm_up(config, seed, directory, hard_level=hard_level)
+
+
+def _curve(config: DemoConfig, held_out: dict, seed: int) -> HeldOutCurve:
+    return HeldOutCurve(
+        held_out["id"], held_out["kwargs"], config.eval.curve_problems, config.eval.curve_samples,
+        config.eval.curve_every, seed,
+    )  # fmt: skip
 
 
 def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> list[dict[str, float]]:
@@ -172,14 +179,15 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
 
 
 def settings_of(config: DemoConfig) -> dict[str, Any]:
-    """The demo's settings and each arm's full train config (as run for the first seed)."""
+    """The demo's settings (with ``eval_env``) and each rl arm's full train config (as run for the first seed)."""
     arms = {
         arm: arm_config(config, arm, config.seeds[0], config.output_dir / "seed-N" / "warmup").model_dump(
             mode="json"
         )
-        for arm in config.arms
+        for arm in rl_arms(config)
     }
-    return {"demo": config.model_dump(mode="json"), "arms": arms, "torch": torch.__version__}
+    demo = {**config.model_dump(mode="json"), "eval_env": eval_env(config)}
+    return {"demo": demo, "arms": arms, "torch": torch.__version__}
 
 
 def _load(config: DemoConfig, path: Path, max_new_tokens: int) -> HFPolicy:
@@ -187,11 +195,13 @@ def _load(config: DemoConfig, path: Path, max_new_tokens: int) -> HFPolicy:
     return load_policy(model, torch.device("cpu"), trainable=False, max_new_tokens=max_new_tokens)
 
 
-def _evaluate(config: DemoConfig, policy: HFPolicy, env_kwargs: dict, problems: int, seed: int) -> EvalResult:
+def _evaluate(
+    config: DemoConfig, policy: HFPolicy, env_id: str, env_kwargs: dict, problems: int, seed: int
+) -> EvalResult:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return evaluate(
-            policy, ENV_ID, env_kwargs, problems=range(problems), samples=config.eval.samples,
+            policy, env_id, env_kwargs, problems=range(problems), samples=config.eval.samples,
             batch_size=config.eval.batch_size, progress=config.progress,
         )  # fmt: skip
 
@@ -211,6 +221,9 @@ def _numbers(result: EvalResult, warm: EvalResult) -> dict[str, Any]:
 
 
 def _training_log(path: Path) -> list[dict[str, float]]:
-    kept = ("rollout/reward", "rollout/accuracy", "rollout/consult_rate", "losses/agent_coef")
+    kept = (
+        "rollout/reward", "rollout/accuracy", "rollout/sampled_accuracy", "rollout/consult_rate",
+        "rollout/agent_tokens", "losses/agent_coef", "losses/agent_at_min", "charts/agent_tokens_learned",
+    )  # fmt: skip
     rows = read_metrics(path)
     return [{"step": row["step"], **{name: row[name] for name in kept if name in row}} for row in rows]

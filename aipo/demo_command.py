@@ -1,4 +1,7 @@
-"""``aipo demo [--quick] [--seeds ...] [--ablation] [--scripted]``: the command-line face of :mod:`aipo.demo`."""
+"""``aipo demo [--quick] [--seeds ...] [--warmup fresh] [--task rule|arithmetic] [--ablation] [--scripted]``.
+
+The command-line face of :mod:`aipo.demo`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,15 @@ def command(
     ),
     quick: bool = typer.Option(False, "--quick", help="The same pipeline on a small budget (< 2 minutes)."),
     config: Path | None = typer.Option(None, "--config", help="A demo YAML (default examples/demo.yaml)."),
+    task: str = typer.Option(
+        "rule",
+        "--task",
+        help="rule: the skill only the helpers show (examples/demo.yaml); arithmetic: the earlier "
+        "multiplication experiment (examples/demo_arithmetic.yaml).",
+    ),
+    warmup: str = typer.Option(
+        "shipped", "--warmup", help="shipped: start from the shipped warm-up; fresh: retrain it per seed."
+    ),
     seeds: list[int] = typer.Option(None, "--seeds", help="Seeds to run, one after another (repeatable)."),
     ablation: bool = typer.Option(
         False,
@@ -24,7 +36,7 @@ def command(
     scripted: bool = typer.Option(False, "--scripted", help="Only play one scripted consulting episode."),
     level: int = typer.Option(4, help="--scripted: difficulty level of the episode."),
 ) -> None:
-    """The capability-boundary experiment: warm-up on easy levels, GRPO vs AIPO on a hard one, evaluation alone.
+    """The capability-boundary experiment: a skill only the helpers show, GRPO / AIPO / trajectory guidance / a supervised control, evaluation alone.
 
     Writes results/demo/ (demo.json, results.md, learning_curves.png, pass_at_k.png) and prints a summary.
     """
@@ -43,8 +55,18 @@ def command(
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
-    path = config or EXAMPLES / ("demo_quick.yaml" if quick else "demo.yaml")
+    tasks = {"rule": "demo.yaml", "arithmetic": "demo_arithmetic.yaml"}
+    if task not in tasks or warmup not in ("shipped", "fresh"):
+        typer.secho(
+            f"error: --task takes {' or '.join(tasks)} (got {task!r}); --warmup takes shipped or fresh "
+            f"(got {warmup!r})",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    path = config or EXAMPLES / ("demo_quick.yaml" if quick else tasks[task])
     extra = list(overrides or []) + ([f"seeds={list(seeds)}"] if seeds else [])
+    extra += [f"warmup.source={warmup}"] if warmup == "fresh" else []
     try:
         demo = load_demo_config(path, extra)
         if ablation:

@@ -1,10 +1,13 @@
 """Settings of ``aipo demo``: one YAML file (``examples/demo.yaml``) plus the arms' train configs.
 
-The RL arms are ordinary ``aipo train`` configs (``examples/demo_grpo.yaml``,
-``examples/demo_aipo.yaml``); the demo sets their seed, starting model and output directory and
-applies ``rl_overrides`` (the quick preset shortens them), so every arm can be rerun by hand::
+The RL arms are ordinary ``aipo train`` configs (``examples/demo_rule.yaml`` with each arm's
+overrides); the demo sets their seed, starting model and output directory and applies
+``rl_overrides`` (the quick preset shortens them), so every arm can be rerun by hand::
 
-    aipo train examples/demo_aipo.yaml model.name_or_path=results/demo/seed-0/warmup
+    aipo train examples/demo_rule.yaml model.name_or_path=warmup:arithmetic
+
+A ``kind: sft`` arm is the learnability control: supervised training on worked solutions of the
+arms' train problems, as many solution tokens as the helper tokens that arm ``match`` saw.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ class WarmupConfig(_Strict):
     steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-3, gt=0.0, description="Peak learning rate (cosine decay).")
+    source: Literal["shipped", "fresh"] = Field(
+        "shipped",
+        description="shipped: start every seed from the shipped model `shipped` (trained once by this "
+        "section's recipe, seed 0; see policies/shipped.py); fresh: train a warm-up per seed as above "
+        "(`aipo demo --warmup fresh`).",
+    )
+    shipped: str = Field("arithmetic", description="The shipped warm-up's name (warmup:NAME).")
 
 
 class DemoEvalConfig(_Strict):
@@ -64,10 +74,27 @@ class DemoEvalConfig(_Strict):
 
 
 class ArmConfig(_Strict):
-    """One RL arm: an `aipo train` config and overrides on top of it."""
+    """One arm: an RL run (an `aipo train` config and overrides on top of it) or the supervised control."""
 
-    config: Path = Field(description="The arm's train YAML (relative: from the demo YAML's folder).")
-    overrides: list[str] = Field(default_factory=list, description="key=value overrides of this arm.")
+    kind: Literal["rl", "sft"] = Field("rl", description="rl: an `aipo train` run; sft: the control.")
+    config: Path | None = Field(
+        None, description="rl: the arm's train YAML (relative: from the demo YAML's folder)."
+    )
+    overrides: list[str] = Field(default_factory=list, description="rl: key=value overrides of this arm.")
+    match: str | None = Field(
+        None,
+        description="sft: train on as many solution tokens as this earlier RL arm saw helper tokens.",
+    )
+    lr: float = Field(2e-3, gt=0.0, description="sft: peak learning rate (cosine decay).")
+    batch_size: int = Field(32, ge=1, description="sft: solutions per step.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ArmConfig:
+        if self.kind == "rl" and self.config is None:
+            raise ValueError("an rl arm needs `config` (its train YAML)")
+        if self.kind == "sft" and self.match is None:
+            raise ValueError("an sft arm needs `match` (the RL arm whose helper tokens it matches)")
+        return self
 
 
 class DemoConfig(_Strict):
@@ -82,7 +109,8 @@ class DemoConfig(_Strict):
             "grpo": ArmConfig(config=EXAMPLES / "demo_grpo.yaml"),
             "aipo": ArmConfig(config=EXAMPLES / "demo_aipo.yaml"),
         },
-        description="RL arm name -> its train config; every arm starts from the same warm-up.",
+        description="Arm name -> its train config, in the order run; every arm starts from the same "
+        "warm-up. The first arm must be an rl arm: its env (split test) is the evaluation env.",
     )
     warmup_from: Path | None = Field(
         None,
@@ -102,9 +130,18 @@ class DemoConfig(_Strict):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _distinct_seeds(self) -> DemoConfig:
+    def _consistent(self) -> DemoConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        names = list(self.arms)
+        if not names or self.arms[names[0]].kind != "rl":
+            raise ValueError("the first arm must be an rl arm (its env is the evaluation env)")
+        for position, (name, arm) in enumerate(self.arms.items()):
+            earlier = [other for other in names[:position] if self.arms[other].kind == "rl"]
+            if arm.kind == "sft" and arm.match not in earlier:
+                raise ValueError(
+                    f"arm {name!r}: match={arm.match!r} must name an earlier rl arm, one of {earlier}"
+                )
         return self
 
 
@@ -112,9 +149,9 @@ def load_demo_config(path: Path, overrides: list[str] | None = None) -> DemoConf
     """Read a demo YAML; arm paths are resolved against the YAML's folder."""
     config = load_config(DemoConfig, path, overrides)
     arms = {
-        name: arm.model_copy(
-            update={"config": arm.config if arm.config.is_absolute() else path.parent / arm.config}
-        )
+        name: arm.model_copy(update={"config": path.parent / arm.config})
+        if arm.config is not None and not arm.config.is_absolute()
+        else arm
         for name, arm in config.arms.items()
     }
     return config.model_copy(update={"arms": arms})
@@ -126,6 +163,7 @@ def ablation_config(config: DemoConfig, modes: list[str]) -> DemoConfig:
     if unknown:
         raise ValueError(f"unknown agent modes {unknown}; choose from {', '.join(AGENT_MODES)}")
     base = config.arms.get("aipo") or next(iter(config.arms.values()))
+    assert base.config is not None  # the first arm is an rl arm
     arms = {
         mode: ArmConfig(config=base.config, overrides=[*base.overrides, f"loss.agent_mode={mode}"])
         for mode in modes
@@ -135,9 +173,11 @@ def ablation_config(config: DemoConfig, modes: list[str]) -> DemoConfig:
     return config.model_copy(update={"arms": arms, "output_dir": directory, "warmup_from": warmup_from})
 
 
-def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path) -> TrainConfig:
-    """The train config of ``arm`` for ``seed``, starting from the warm-up model in ``warmup``."""
+def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path | str) -> TrainConfig:
+    """The train config of rl arm ``arm`` for ``seed``, starting from the warm-up model ``warmup``."""
     spec = demo.arms[arm]
+    if spec.config is None:
+        raise ValueError(f"arm {arm!r} is not an rl arm")
     overrides = [
         *demo.rl_overrides,
         *spec.overrides,
@@ -148,3 +188,18 @@ def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path) -> TrainConf
         "device=cpu",
     ]
     return load_config(TrainConfig, spec.config, overrides)
+
+
+def rl_arms(demo: DemoConfig) -> list[str]:
+    """The names of the rl arms, in order."""
+    return [name for name, arm in demo.arms.items() if arm.kind == "rl"]
+
+
+def eval_env(demo: DemoConfig) -> dict:
+    """``{"id", "kwargs"}`` of the held-out evaluation: the first arm's env on its test split.
+
+    Recorded in ``demo.json`` under ``settings.demo.eval_env``, so any saved model can be
+    re-evaluated with ``aipo eval`` on other problems of the same split.
+    """
+    first = arm_config(demo, rl_arms(demo)[0], demo.seeds[0], "warmup")
+    return {"id": first.env.id, "kwargs": {**first.env.kwargs, "split": "test"}}

@@ -1,7 +1,10 @@
 """The demo's outputs: mean and spread over seeds, the markdown table, the plots, the summary.
 
 Spread is the sample standard deviation over seeds (0 for one seed) and the per-seed values
-are listed next to it, so nothing is hidden behind an average.
+are listed next to it, so nothing is hidden behind an average. The paired table compares AIPO
+with each other model seed by seed (same seed, same problems):
+
+    d_s = accuracy_s(aipo) - accuracy_s(baseline),   reported as mean ± std of d and #{s : d_s > 0}
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_KS = (1, 4, 16)
+PAIRED_WITH = "aipo"
 
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
@@ -40,11 +44,43 @@ def summarise_seeds(seeds: Mapping[str, Mapping[str, Any]], models: Sequence[str
     return summary
 
 
+def paired_differences(
+    seeds: Mapping[str, Mapping[str, Any]], models: Sequence[str], arm: str = PAIRED_WITH
+) -> dict[str, Any]:
+    """Per baseline: the per-seed accuracy difference ``arm - baseline`` (:func:`mean_spread`) and how many are > 0."""
+    if arm not in models:
+        return {}
+    paired = {}
+    for baseline in models:
+        if baseline == arm:
+            continue
+        differences = [run[arm]["accuracy"] - run[baseline]["accuracy"] for run in seeds.values()]
+        paired[baseline] = {**mean_spread(differences), "positive": sum(d > 0 for d in differences)}
+    return paired
+
+
+def paired_table(results: Mapping[str, Any]) -> str:
+    """The paired differences as markdown (empty without an ``aipo`` arm)."""
+    paired = results.get("paired") or {}
+    if not paired:
+        return ""
+    seeds = len(results["seeds"])
+    lines = [
+        f"| {PAIRED_WITH} − baseline | accuracy difference | seeds where {PAIRED_WITH} is ahead |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {PAIRED_WITH} − {name} | {_cell(row)} | {row['positive']} of {seeds} |"
+        for name, row in paired.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: Mapping[str, Any]) -> str:
     """The results table: one row per model, mean ± std over seeds and the per-seed accuracies."""
     summary = results["summary"]
     n = max(int(k) for k in next(iter(summary.values()))["pass_at_k"])
-    ks = [k for k in TABLE_KS if k < n] + [n]
+    ks = [k for k in TABLE_KS if k < n] + [n]  # n: pass@n, the boundary
     header = ["model", "accuracy alone", *[f"pass@{k}" for k in ks], "solved beyond warm-up", "per seed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, numbers in summary.items():
@@ -57,8 +93,9 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     seeds = len(results["seeds"])
     demo = results["settings"]["demo"]
     lines.append("")
+    held_out = demo.get("eval_env", {}).get("id", "the arms' env")
     lines.append(
-        f"Held-out hard problems (test split), consults off: {demo['eval']['problems']} problems x "
+        f"Held-out problems of {held_out} (test split), consults off: {demo['eval']['problems']} problems x "
         f'{demo["eval"]["samples"]} samples, mean ± std over {seeds} seed(s). "Solved beyond warm-up": '
         "problems the warm-up model never solved in any sample that the model solves at least once."
     )
@@ -75,37 +112,52 @@ def write_outputs(results: Mapping[str, Any], directory: Path) -> dict[str, Path
         "pass_at_k": directory / "pass_at_k.png",
     }
     paths["json"].write_text(json.dumps(results, indent=1))
-    paths["table"].write_text(markdown_table(results))
+    paired = paired_table(results)
+    paths["table"].write_text(markdown_table(results) + ("\n" + paired if paired else ""))
     plot_learning_curves(results, paths["curves"])
     plot_pass_at_k(results, paths["pass_at_k"])
     return paths
 
 
+#: the learning-curve panels: (title, y label, where the value is: "curve" or "training", its key)
+PANELS = (
+    ("held-out problems, consults off", "accuracy alone", "curve", "accuracy"),
+    ("key tokens, written alone", "log p(v + v) (nats)", "curve", "key_logprob_alone"),
+    ("key tokens, inside a helper reply", "log p(v + v) (nats)", "curve", "key_logprob_in_reply"),
+    ("training episodes that consult", "consult rate", "training", "rollout/consult_rate"),
+    ("helper tokens learned per step", "tokens", "training", "charts/agent_tokens_learned"),
+    ("learned helper tokens at c_min", "share", "training", "losses/agent_at_min"),
+)
+
+
 def plot_learning_curves(results: Mapping[str, Any], path: Path) -> None:
-    """Held-out accuracy alone, training reward and consult rate per RL step, mean over seeds (band: min-max)."""
+    """Every panel of :data:`PANELS` per RL step, mean over seeds (band: min-max); empty panels are left out."""
     plt = _pyplot()
-    figure, (held_out, reward, consults) = plt.subplots(1, 3, figsize=(14, 3.8))
     arms = [model for model in results["summary"] if model != "warm-up"]
-    for arm in arms:
-        runs = [seed[arm] for seed in results["seeds"].values()]
-        if runs[0]["curve"]:
-            _band(held_out, [[p["step"] for p in run["curve"]] for run in runs],
-                  [[p["accuracy"] for p in run["curve"]] for run in runs], arm)  # fmt: skip
-        steps = [[row["step"] for row in run["training"]] for run in runs]
-        for axis, name in ((reward, "rollout/reward"), (consults, "rollout/consult_rate")):
-            _band(axis, steps, [[row.get(name, 0.0) for row in run["training"]] for run in runs], arm)
-    held_out.set_title("held-out hard problems, consults off")
-    held_out.set_ylabel("accuracy alone")
-    reward.set_title("training episodes, consults on")
-    reward.set_ylabel("reward")
-    consults.set_title("training episodes that consult")
-    consults.set_ylabel("consult rate")
-    for axis in (held_out, reward, consults):
+    runs = {arm: [seed[arm] for seed in results["seeds"].values()] for arm in arms}
+    shown = [
+        panel for panel in PANELS
+        if any(row.get(panel[3]) is not None for arm in arms for run in runs[arm] for row in run.get(panel[2], []))
+    ]  # fmt: skip
+    columns = min(3, max(len(shown), 1))
+    rows = -(-max(len(shown), 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.6 * rows), squeeze=False)
+    for axis, (title, label, where, key) in zip(axes.flat, shown, strict=False):
+        for arm in arms:
+            points = [[row for row in run.get(where, []) if key in row] for run in runs[arm]]
+            if all(points):
+                _band(axis, [[row["step"] for row in run] for run in points],
+                      [[row[key] for row in run] for run in points], arm)  # fmt: skip
+        axis.set_title(title)
+        axis.set_ylabel(label)
         axis.set_xlabel("RL step")
         axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend()
-    figure.tight_layout()
+    for axis in list(axes.flat)[len(shown) :]:
+        axis.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=90)
     plt.close(figure)
 
@@ -136,6 +188,8 @@ def plot_pass_at_k(results: Mapping[str, Any], path: Path) -> None:
 def summary_text(results: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     """The one-screen summary printed at the end of ``aipo demo``."""
     lines = [markdown_table(results).rstrip(), ""]
+    if paired_table(results):
+        lines += [paired_table(results).rstrip(), ""]
     minutes, cpu = results["wall_seconds"] / 60, results.get("cpu_seconds", 0.0) / 60
     lines.append(f"wall time {minutes:.1f} min (CPU time {cpu:.1f} min)")
     lines += [f"  {name}: {path}" for name, path in paths.items()]

@@ -8,6 +8,9 @@ then the boxed answer::
     Step 2: 12 * 3 = 36
     \\boxed{36}
 
+Written alone (no consult) this is :func:`aipo_env.tasks.base.written_solution`, the turn that
+RL's reference episodes play (``rollout.reference_per_group``).
+
 A consult demonstration writes some steps itself and asks the Reasoning agent for the others,
 ending a turn with ``<consult agent="reasoning">next step</consult>``; the agent's reply
 ``Step k: ...`` enters the transcript, and the demonstrator carries on from there. So the policy
@@ -32,6 +35,7 @@ from aipo_env.episode import EpisodeRecord
 from aipo_env.protocol import Protocol
 
 CONSULT_QUERY = "next step"
+ARITHMETIC = "aipo/Arithmetic-v0"
 
 
 def solution_turns(
@@ -90,7 +94,12 @@ def demonstrate(
 
 
 def warmup_demonstrations(
-    env_kwargs: dict, count: int, consult_share: float, seed: int = 0, style: str = "subset"
+    env_kwargs: dict,
+    count: int,
+    consult_share: float,
+    seed: int = 0,
+    style: str = "subset",
+    env_id: str = ARITHMETIC,
 ) -> list[EpisodeRecord]:
     """``count`` demonstrations on problems ``0..count-1`` of the env that ``env_kwargs`` describes.
 
@@ -100,19 +109,22 @@ def warmup_demonstrations(
     a choice, not a reflex) and half without (as in evaluation, where consults are off).
 
     Args:
-        env_kwargs: keyword arguments of ``aipo/Arithmetic-v0`` (level, split, budgets).
-        count: number of demonstrations.
+        env_kwargs: keyword arguments of ``env_id`` (level, split, budgets).
+        count: number of demonstrations (``aipo/Arithmetic-v0`` is made with ``size=count``;
+            other envs must have at least ``count`` problems).
         consult_share: fraction of consult demonstrations, in ``[0, 1]``.
         seed: seeds which demonstrations consult, and on which steps.
         style: ``"subset"`` or ``"until_done"``.
+        env_id: an aipo env whose problems have reference ``steps`` (``aipo/Arithmetic-v0``,
+            ``aipo/ArithmeticRule-v0``).
     """
     if not 0.0 <= consult_share <= 1.0:
         raise ValueError(f"consult_share must be in [0, 1], got {consult_share}")
     if style not in {"subset", "until_done"}:
         raise ValueError(f"style must be 'subset' or 'until_done', got {style!r}")
-    settings = {"size": count, **env_kwargs}
-    with_agents = gym.make("aipo/Arithmetic-v0", **{**settings, "consult": "agents"})
-    alone = gym.make("aipo/Arithmetic-v0", **{**settings, "consult": "off"})
+    settings = {"size": count, **env_kwargs} if env_id == ARITHMETIC else dict(env_kwargs)
+    with_agents = gym.make(env_id, **{**settings, "consult": "agents"})
+    alone = gym.make(env_id, **{**settings, "consult": "off"})
     rng = random.Random(seed)
     records = []
     for index in range(count):

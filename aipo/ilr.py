@@ -167,9 +167,9 @@ def _idea3_demonstrations(settings: ILRSettings) -> list[Any]:
     They teach a small model the exchange's format only: to answer the problem afresh after the
     partner's text. Analysis by recomputation is our simplification, not ILR's.
     """
-    from aipo.demonstrations import solution_turns
     from aipo_env.idea3 import PLAYERS, Idea3Env
     from aipo_env.tasks.arithmetic import ArithmeticTask
+    from aipo_env.tasks.base import written_solution
 
     count = settings.idea3_demonstrations
     env = Idea3Env(ArithmeticTask(level=settings.level, size=max(count, 1), seed=2))
@@ -179,7 +179,7 @@ def _idea3_demonstrations(settings: ILRSettings) -> list[Any]:
         env.reset(options={"index": index, "modes": modes})
         problem = env.problem
         assert problem is not None
-        turn = solution_turns(problem.steps, problem.answer, ())[0]
+        turn = written_solution(problem)
         infos: dict[str, Any] = {}
         for _stage in range(3):
             _, _, _, _, infos = env.step(dict.fromkeys(PLAYERS, turn))

@@ -70,6 +70,38 @@ class ArithmeticEnv(ReasoningEnv):
         super().__init__(ArithmeticTask(level=level, size=size, split=split, seed=seed), **env_kwargs)
 
 
+class ArithmeticRuleEnv(ReasoningEnv):
+    """## Description
+
+    Arithmetic chains with a new operation, "double it" ("Start with 7. Double it, then add 3.
+    What number do you get?"), whose reference steps write doubling as ``7 + 7 = 14``. The easy
+    levels of :class:`ArithmeticEnv` teach everything but that rule; the Reasoning agent shows
+    it, one step per consult. The splits ask disjoint questions (see
+    :mod:`aipo_env.tasks.arithmetic_rule`), so held-out success alone means the rule was learned.
+
+    ## Action Space, Observation Space, Rewards, Episode End
+
+    As :class:`ArithmeticEnv`.
+
+    ## Arguments
+
+    * ``operations``: 1, 2 (default) or 3 operations per chain, at least one of them doubling.
+    * ``split``: ``"train"`` or ``"test"``; ``test_share``: the test split's share (default 1/3).
+    * every :class:`~aipo_env.core.ReasoningEnv` keyword.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self, operations: int = 2, split: str = "train", test_share: float = 1 / 3, **env_kwargs: Any
+    ) -> None:
+        from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
+
+        super().__init__(ArithmeticRuleTask(operations, split, test_share), **env_kwargs)
+
+
 class MathEnv(ReasoningEnv):
     """## Description
 

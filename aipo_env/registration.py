@@ -9,6 +9,7 @@ import gymnasium as gym
 
 ENV_IDS: dict[str, str] = {
     "aipo/Arithmetic-v0": "built-in step-by-step arithmetic chains, levels 1 (trivial) to 10 (hard), offline",
+    "aipo/ArithmeticRule-v0": "arithmetic chains with a rule only the helpers show (double it: v + v), disjoint splits",
     "aipo/Math-v0": "free-form math with \\boxed{} answers scored by math-verify: MATH-500, GSM8K, AIME",
     "aipo/MultipleChoice-v0": "GPQA-style multiple choice, options shuffled per seed, letter answers",
     "aipo/Procedural-v0": "any reasoning-gym task by name, with its settings and its own scorer",
@@ -18,6 +19,7 @@ ENV_IDS: dict[str, str] = {
 
 _ENTRY_POINTS = {
     "aipo/Arithmetic-v0": "aipo_env.envs:ArithmeticEnv",
+    "aipo/ArithmeticRule-v0": "aipo_env.envs:ArithmeticRuleEnv",
     "aipo/Math-v0": "aipo_env.envs:MathEnv",
     "aipo/MultipleChoice-v0": "aipo_env.envs:MultipleChoiceEnv",
     "aipo/Procedural-v0": "aipo_env.envs:ProceduralEnv",

@@ -6,11 +6,15 @@ For episode ``i`` of group ``g`` (the ``G`` episodes of one problem) with reward
     A_i =  r_i - mean_g(r)                          scale="none"    Dr. GRPO (Liu et al., 2025)
     A_i = (r_i - mean_g(r)) / (std_B(c) + eps)      scale="batch"   c = the centred rewards of
                                                                     the whole batch B
+    A_i =  r_i - mean_{j in g, j != i}(r_j)         scale="loo"     RLOO (Ahmadian et al., 2024)
+        =  G / (G - 1) * (r_i - mean_g(r))
 
 ``std`` is the sample standard deviation (``n - 1``). Dr. GRPO drops the per-group scaling
 because it up-weights problems that are almost always or almost never solved; batch scaling
-keeps the advantage scale stable across steps without that bias. A group whose rewards are all
-equal gets ``A = 0`` under every scale: it carries no learning signal.
+keeps the advantage scale stable across steps without that bias. RLOO's leave-one-out baseline
+does not contain the episode's own reward, so it is an unbiased baseline; it is Dr. GRPO's
+advantage scaled by ``G / (G - 1)``, and a group of one episode gets ``A = 0``. A group whose
+rewards are all equal gets ``A = 0`` under every scale: it carries no learning signal.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Literal
 
 import torch
 
-AdvantageScale = Literal["group", "batch", "none"]
+AdvantageScale = Literal["group", "batch", "none", "loo"]
 
 
 def group_advantages(
@@ -34,8 +38,8 @@ def group_advantages(
     Raises:
         ValueError: for an unknown ``scale`` or mismatched shapes.
     """
-    if scale not in ("group", "batch", "none"):
-        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    if scale not in ("group", "batch", "none", "loo"):
+        raise ValueError(f"scale must be 'group', 'batch', 'none' or 'loo', got {scale!r}")
     if rewards.shape != group_ids.shape or rewards.dim() != 1:
         raise ValueError(
             f"rewards and group_ids must be 1-D and alike, got {rewards.shape} and {group_ids.shape}"
@@ -49,6 +53,8 @@ def group_advantages(
     centred = rewards - mean[groups]
     if scale == "none":
         return centred
+    if scale == "loo":  # a group of one has centred = 0: nothing to compare with
+        return centred * (count / (count - 1).clamp(min=1))[groups]
     if scale == "batch":
         spread = centred.std() if len(centred) > 1 else centred.new_tensor(0.0)
         return centred / (spread + eps) if spread > 0 else centred

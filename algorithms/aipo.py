@@ -253,7 +253,10 @@ def objective(
         The scalar loss and floats for logging: ``policy_loss``, ``agent_loss``, ``clip_low``,
         ``clip_high`` (clip fractions), ``agent_coef`` (mean helper coefficient),
         ``agent_clipped`` (aipo: fraction of helper tokens whose coefficient is clipped),
-        ``kl``, ``entropy``, ``ratio`` (mean ``r_t``).
+        ``agent_at_min`` (aipo: fraction whose coefficient sits at ``c_min``, ``rho_t < c_min``:
+        tokens the policy finds unlikely), ``agent_learned`` (the number of helper tokens learned:
+        weight ``lambda w_i > 0`` and ``A_i != 0``; a count, not a mean), ``kl``, ``entropy``,
+        ``ratio`` (mean ``r_t``).
     """
     if config.kl_coef > 0 and inputs.ref_logprobs is None:
         raise ValueError("kl_coef > 0 needs ref_logprobs (log-probs under the reference model)")
@@ -299,6 +302,10 @@ def objective(
         )
         if term.clips
         else 0.0,
+        agent_at_min=float(_masked_mean((rho < config.agent_clip_min).float(), learned))
+        if term.clips
+        else 0.0,
+        agent_learned=float((learned & (inputs.advantages != 0).unsqueeze(-1)).sum()),
     )
     return loss, stats
 

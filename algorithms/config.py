@@ -138,6 +138,17 @@ class RolloutConfig(_Strict):
             "counts it, rollout/unguided_consult_rate counts the other episodes only. 0 = off."
         ),
     )
+    reference_per_group: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Episodes per group (the last ones) that play the problem's complete reference solution "
+            "as their one turn instead of sampling (trajectory-level guidance, LUFFY); its tokens are "
+            "learned as helper tokens with pi_agent = 1 (loss.agent_mode: luffy for policy shaping) and "
+            "its reward enters the group's advantage; rollout/sampled_accuracy leaves these episodes "
+            "out. Needs a task with worked solutions (problem steps). 0 = off."
+        ),
+    )
     guide_agent: str = Field("reasoning", description="The agent a guided episode consults first.")
     fast_decode: bool = Field(
         True,
@@ -160,9 +171,10 @@ class RolloutConfig(_Strict):
 
     @model_validator(mode="after")
     def _guided_fit(self) -> RolloutConfig:
-        if self.guided_per_group > self.group_size:
+        if self.guided_per_group + self.reference_per_group > self.group_size:
             raise ValueError(
-                f"guided_per_group ({self.guided_per_group}) cannot exceed group_size ({self.group_size})"
+                f"guided_per_group ({self.guided_per_group}) + reference_per_group "
+                f"({self.reference_per_group}) cannot exceed group_size ({self.group_size})"
             )
         if self.engine == "vllm" and self.server is not None:
             raise ValueError(
@@ -175,9 +187,11 @@ class RolloutConfig(_Strict):
 class LossConfig(_Strict):
     """The objective; :mod:`algorithms.aipo` writes it out."""
 
-    advantage_scale: Literal["group", "batch", "none"] = Field(
+    advantage_scale: Literal["group", "batch", "none", "loo"] = Field(
         "group",
-        description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO).",
+        description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO); "
+        "'loo': subtract the mean reward of the group's other episodes (RLOO leave-one-out baseline, "
+        "G / (G - 1) times Dr. GRPO's advantage).",
     )
     clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="PPO ratio clip below 1 (epsilon_low).")
     clip_high: float = Field(

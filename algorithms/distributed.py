@@ -274,7 +274,8 @@ def barrier(ranks: Ranks) -> None:
 
 def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, float]:
     """Metrics of the whole step from every rank's: throughputs (``*_per_s``) and counts
-    (``rollout/agent_failures*``) summed, maxima (``*_max``) the largest, the rest averaged.
+    (``rollout/agent_failures*``, ``charts/agent_tokens_learned``) summed, maxima (``*_max``) the
+    largest, the rest averaged.
 
     Ranks hold equally many episodes, so the mean of per-rank means is the mean over the step.
     A ``rollout/`` metric a rank lacks (a helper it never consulted) counts as 0 there; any
@@ -290,6 +291,7 @@ def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, floa
         values = [m.get(name, default) for m in everyone]
         present = [value for value in values if value is not None]
         summed = name.endswith("_per_s") or name.startswith("rollout/agent_failures")
+        summed = summed or name == "charts/agent_tokens_learned"
         if name.endswith("_max"):
             reduced[name] = max(present)
         else:

@@ -11,13 +11,18 @@ from algorithms.advantages import zero_variance_fraction
 from algorithms.batch import EpisodeBatch
 
 
-def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str, float]:
+def rollout_metrics(
+    batch: EpisodeBatch, guided_per_group: int = 0, reference_per_group: int = 0
+) -> dict[str, float]:
     """Reward, accuracy, consults per agent, zero-variance groups and token counts of ``batch``.
 
+    ``rollout/sampled_accuracy`` is the accuracy of the episodes the policy played, leaving out
+    the last ``reference_per_group`` of each group (reference solutions, see
+    :mod:`algorithms.rollout`); without them it equals ``rollout/accuracy``.
     ``rollout/consult_rate`` is the fraction of episodes with at least one answered consult
     (guided episodes included); with ``guided_per_group`` > 0 (the first episodes of each group
     open with a scripted consult), ``rollout/unguided_consult_rate`` is that fraction among the
-    other episodes: how often the policy chooses to consult by itself;
+    other sampled episodes: how often the policy chooses to consult by itself;
     ``rollout/consults/AGENT`` the mean number of answered consults of that agent per episode;
     ``rollout/unaligned_agent_segments`` the helper segments per episode whose reported log-probs
     could not be placed on the policy's tokens (they learned with ``pi_agent = 1``).
@@ -29,9 +34,16 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
     """
     records = batch.records
     count = max(len(records), 1)
+    positions = _positions_in_group(batch.group_ids.tolist())
+    sampled = [
+        record
+        for record, (rank, size) in zip(records, positions, strict=True)
+        if rank < size - reference_per_group
+    ]
     metrics = {
         "rollout/reward": float(batch.rewards.mean()),
         "rollout/accuracy": sum(record.correct for record in records) / count,
+        "rollout/sampled_accuracy": sum(record.correct for record in sampled) / max(len(sampled), 1),
         "rollout/consult_rate": sum(map(_consulted, records)) / count,
         "rollout/unanswered_consults": sum(record.unanswered_consults for record in records) / count,
         "rollout/invalid_actions": sum(record.invalid_actions for record in records) / count,
@@ -45,12 +57,11 @@ def rollout_metrics(batch: EpisodeBatch, guided_per_group: int = 0) -> dict[str,
     if batch.unaligned_agent_segments is not None:
         metrics["rollout/unaligned_agent_segments"] = float(batch.unaligned_agent_segments.sum()) / count
     if guided_per_group:
-        rank_in_group = Counter()
-        unguided = []
-        for record, group in zip(records, batch.group_ids.tolist(), strict=True):
-            if rank_in_group[group] >= guided_per_group:
-                unguided.append(record)
-            rank_in_group[group] += 1
+        unguided = [
+            record
+            for record, (rank, size) in zip(records, positions, strict=True)
+            if guided_per_group <= rank < size - reference_per_group
+        ]
         metrics["rollout/unguided_consult_rate"] = sum(map(_consulted, unguided)) / max(len(unguided), 1)
     metrics["rollout/agent_failures"] = float(sum(record.agent_failures for record in records))
     kinds: Counter[str] = Counter()
@@ -125,6 +136,16 @@ def agent_failure_warning(metrics: dict[str, float]) -> str | None:
         if name.startswith(prefix)
     )
     return f"{failed:g} consults failed ({kinds}); those episodes went on without a reply"
+
+
+def _positions_in_group(group_ids: list[int]) -> list[tuple[int, int]]:
+    """Per episode, its rank among its group's episodes (in batch order) and the group's size."""
+    sizes, ranks = Counter(group_ids), Counter()
+    positions = []
+    for group in group_ids:
+        positions.append((ranks[group], sizes[group]))
+        ranks[group] += 1
+    return positions
 
 
 def _consulted(record: EpisodeRecord) -> bool:

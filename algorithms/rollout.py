@@ -15,6 +15,14 @@ Guided exploration (:class:`Guide`): in each group the first ``per_group`` episo
 scripted consult instead of a sampled turn. The request is written by the rollout, not sampled,
 so it is tokenized as context (``PROMPT``) and never learned; the helper's reply and everything
 the policy writes after it are labelled as usual.
+
+Reference episodes (trajectory-level guidance, LUFFY: Yan et al., 2025): the last
+``Guide.references`` episodes of each group sample nothing; their one turn is the problem's
+complete reference solution (:func:`aipo_env.tasks.base.written_solution`), scored by the env
+like any answer, so its reward takes part in the group's advantage. It is tokenized as helper
+text (``AGENT``), followed by the policy's EOS token so that stopping is learned too, with
+``agent_logprobs = 0``: its behaviour probability is unknown, so ``pi_agent = 1`` and the
+helper-token term learns it off-policy (``agent_mode="luffy"`` is LUFFY's policy shaping).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import gymnasium as gym
 
 from aipo_env.agents.token_pieces import decode_pieces
 from aipo_env.episode import EpisodeRecord, Segment
+from aipo_env.tasks.base import written_solution
 from algorithms.batch import AGENT, POLICY, PROMPT, EpisodeBatch, TokenizedEpisode, collate
 from algorithms.helper_logprobs import spread_logprobs
 from policies.base import Action, Policy, TokenPolicy
@@ -38,17 +47,20 @@ _warned_unaligned = False
 
 @dataclass(frozen=True)
 class Guide:
-    """Guided exploration: the first ``per_group`` episodes of each group consult ``agent`` first.
+    """Guided exploration: the first ``per_group`` episodes of each group consult ``agent`` first,
+    and the last ``references`` play the reference solution (module docstring).
 
     Attributes:
         per_group: guided episodes per group (0 = none).
         agent: the agent consulted by the scripted first turn.
         query: its question.
+        references: reference episodes per group (0 = none).
     """
 
     per_group: int = 0
     agent: str = "reasoning"
     query: str = "next step"
+    references: int = 0
 
     def opening(self, env: gym.Env) -> Action:
         """The scripted first turn, in ``env``'s own action protocol."""
@@ -80,35 +92,46 @@ def rollout(
         problems: dataset indices, passed as ``reset(options={"index": i})``.
         group_size: episodes per problem (``G``).
         greedy: take the most likely token instead of sampling.
-        guide: opens the first ``guide.per_group`` episodes of each group with a scripted consult.
+        guide: opens the first ``guide.per_group`` episodes of each group with a scripted consult;
+            the last ``guide.references`` play the reference solution.
 
     Returns:
         The episodes in env order; ``group`` is the problem's position in ``problems``.
+
+    Raises:
+        ValueError: guided and reference episodes do not fit in a group, or a reference episode's
+            problem has no reference steps.
     """
     slots = _assign(envs, problems, group_size)
-    guided = 0 if guide is None else guide.per_group
-    if guided > group_size:
-        raise ValueError(f"{guided} guided episodes per group do not fit in groups of {group_size}")
+    guided, references = (0, 0) if guide is None else (guide.per_group, guide.references)
+    if guided + references > group_size:
+        raise ValueError(
+            f"{guided} guided and {references} reference episodes per group do not fit in groups "
+            f"of {group_size}"
+        )
     contexts: list[list[int]] = []
     shown: list[str] = []
-    for env, index in slots:
+    solutions: dict[int, str] = {}  # reference episodes: the one turn they play
+    for slot, (env, index) in enumerate(slots):
         observation, _ = env.reset(options={"index": index})
         contexts.append(policy.encode_prompt(observation))
         shown.append(observation)
+        if slot % group_size >= group_size - references:
+            solutions[slot] = written_solution(env.unwrapped.problem)
     turns: list[list[Action]] = [[] for _ in slots]
     records: list[EpisodeRecord | None] = [None] * len(slots)
     active = list(range(len(slots)))
     scripted = [slot % group_size < guided for slot in active]
     while active:
-        opening = {slot for slot in active if scripted[slot] and not turns[slot]}
-        sampled = [slot for slot in active if slot not in opening]
+        fresh = [slot for slot in active if not turns[slot]]  # first turns: some are written here
+        written = {slot: Action(solutions[slot]) for slot in fresh if slot in solutions}
+        if guide is not None:
+            written |= {slot: guide.opening(slots[slot][0]) for slot in fresh if scripted[slot]}
+        sampled = [slot for slot in active if slot not in written]
         generated = iter(
             policy.generate([contexts[slot] for slot in sampled], greedy=greedy) if sampled else ()
         )
-        actions = [
-            guide.opening(slots[slot][0]) if slot in opening else next(generated)  # type: ignore[union-attr]
-            for slot in active
-        ]
+        actions = [written[slot] if slot in written else next(generated) for slot in active]
         still_active = []
         for slot, action in zip(active, actions, strict=True):
             observation, _, terminated, truncated, info = slots[slot][0].step(action.text)
@@ -128,7 +151,12 @@ def rollout(
         active = still_active
     return [
         tokenize_episode(
-            policy, record, turns[slot], group=slot // group_size, scripted_turns=int(scripted[slot])
+            policy,
+            record,
+            turns[slot],
+            group=slot // group_size,
+            scripted_turns=int(scripted[slot]),
+            reference=slot in solutions,
         )
         for slot, record in enumerate(records)
         if record is not None
@@ -156,6 +184,7 @@ def tokenize_episode(
     group: int,
     *,
     scripted_turns: int = 0,
+    reference: bool = False,
 ) -> TokenizedEpisode:
     """Tokenize a finished episode segment by segment.
 
@@ -174,6 +203,11 @@ def tokenize_episode(
         group: the episode's group id.
         scripted_turns: how many of the first policy turns were written by the rollout (a
             guided episode's opening consult); they are tokenized as context (``PROMPT``).
+        reference: the first policy turn is the reference solution (which ends the episode):
+            tokenized as helper text (``AGENT``, ``agent_logprobs = 0``), then the policy's EOS token.
+
+    Raises:
+        ValueError: a reference episode's policy has no ``eos_token_ids``.
     """
     ids: list[int] = []
     sources: list[int] = []
@@ -188,6 +222,11 @@ def tokenize_episode(
             played += 1
             pieces = policy.encode_text(segment.text)
             logprobs, source = [0.0] * len(pieces), PROMPT
+        elif segment.source == "policy" and reference and played == 0:
+            next(turns, None)
+            played += 1
+            pieces = policy.encode_text(segment.text) + _end_of_turn(policy)
+            logprobs, source = [0.0] * len(pieces), AGENT
         elif segment.source == "policy":
             action = next(turns, None)
             if action is not None and action.token_ids is not None and action.text == segment.text:
@@ -212,6 +251,17 @@ def tokenize_episode(
         behaviour += logprobs
         agent += helper
     return TokenizedEpisode(ids, sources, behaviour, agent, record, group, unaligned)
+
+
+def _end_of_turn(policy: TokenPolicy) -> list[int]:
+    """The token that ends the policy's turn, for reference solutions (the first EOS id)."""
+    eos = getattr(policy, "eos_token_ids", None)
+    if not eos:
+        raise ValueError(
+            "reference episodes end with the policy's EOS token, but the policy has no eos_token_ids "
+            "(HFPolicy and CompletionsPolicy have them)"
+        )
+    return [eos[0]]
 
 
 def _helper_logprobs(policy: TokenPolicy, ids: list[int], segment: Segment) -> list[float] | None:

@@ -210,7 +210,8 @@ class Trainer:
         metrics = self.update(batch)
         updated = time.perf_counter()
         self.step += 1
-        metrics.update(rollout_metrics(batch, self.config.rollout.guided_per_group))
+        settings = self.config.rollout
+        metrics.update(rollout_metrics(batch, settings.guided_per_group, settings.reference_per_group))
         policy_tokens = float(batch.policy_mask.sum())
         all_tokens = float(batch.attention_mask.sum()) * self.config.optim.epochs
         metrics.update(
@@ -256,7 +257,12 @@ class Trainer:
         """Play ``group_size`` episodes of each of this rank's share of the next ``problems_per_step`` problems."""
         problems = local_problems(self.next_problems(), self.ranks)
         settings = self.config.rollout
-        guide = Guide(settings.guided_per_group, settings.guide_agent, settings.guide_query)
+        guide = Guide(
+            settings.guided_per_group,
+            settings.guide_agent,
+            settings.guide_query,
+            references=settings.reference_per_group,
+        )
         with self._autocast(), whole_weights(self.model):
             sampler = self.policy if self.sampler is None else self.sampler
             batch = collect(sampler, self.envs, problems, settings.group_size, guide=guide)
@@ -304,7 +310,8 @@ class Trainer:
         count in the normaliser, so the parameters come out the same. ``losses/loss`` is exact
         either way (those episodes add 0 to it); the other ``losses/`` metrics and
         ``charts/entropy`` are then means over the episodes that ran, and absent when none ran.
-        ``charts/skipped_rows`` is the share skipped.
+        ``charts/skipped_rows`` is the share skipped. ``charts/agent_tokens_learned`` counts the
+        helper tokens learned in the step (each once, however many epochs).
         """
         config, optim = self.config, self.config.optim
         batch = batch.to(self.device)
@@ -316,9 +323,11 @@ class Trainer:
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
         totals: dict[str, float] = defaultdict(float)
         stat_weights: dict[str, float] = defaultdict(float)
+        # helper tokens learned in the step: a sum over the first epoch's micro-batches, not a mean
+        totals["charts/agent_tokens_learned"], stat_weights["charts/agent_tokens_learned"] = 0.0, 1.0
         skip = self._skipped_rows(advantages).cpu()
         updates = 0
-        for _ in range(optim.epochs):
+        for epoch in range(optim.epochs):
             for rows in self._shuffled_rows(batch).chunk(optim.minibatches):
                 counted = counted_tokens(
                     batch.policy_mask[rows], batch.agent_mask[rows], advantages[rows], config.loss
@@ -334,6 +343,7 @@ class Trainer:
                             batch, micro, advantages, old, reference, tokens, sequences
                         )
                     totals["losses/loss"] += loss
+                    totals["charts/agent_tokens_learned"] += stats.pop("losses/agent_learned") * (epoch == 0)
                     for name, value in stats.items():
                         totals[name] += value * len(micro) / len(live)
                         stat_weights[name] += len(micro) / len(live)

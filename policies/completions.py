@@ -83,6 +83,10 @@ class CompletionsPolicy:
     def pad_token_id(self) -> int:
         return self.encoder.pad_token_id
 
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.encoder.eos_token_ids
+
     def encode_prompt(self, text: str) -> list[int]:
         return self.encoder.encode_prompt(text)
 

@@ -118,6 +118,29 @@ class ListedTask(Task):
         return self.problems[index]
 
 
+def written_solution(problem: Problem) -> str:
+    """The problem's complete reference solution as one turn: its steps, then the boxed answer::
+
+        Step 1: 7 + 5 = 12
+        Step 2: 12 * 3 = 36
+        \\boxed{36}
+
+    This is the Reasoning agent's step format, one step per line, and the turn of a warm-up
+    demonstration that consults no agent. Reference episodes of RL play it
+    (``rollout.reference_per_group``, :mod:`algorithms.rollout`).
+
+    Raises:
+        ValueError: the problem has no reference steps (the task has no worked solutions).
+    """
+    if not problem.steps:
+        raise ValueError(
+            f"problem {problem.id!r} of {problem.source!r} has no reference steps: the task has no worked "
+            "solutions for rollout.reference_per_group"
+        )
+    lines = "".join(f"Step {number}: {step}\n" for number, step in enumerate(problem.steps, start=1))
+    return f"{lines}\\boxed{{{problem.answer}}}"
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))

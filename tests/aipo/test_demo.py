@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from aipo.cli import app
 from aipo.demo_config import EXAMPLES, ablation_config, arm_config, load_demo_config
 from aipo.demonstrations import solution_turns, warmup_demonstrations
+from aipo_env.tasks.base import Problem, written_solution
 
 TINY_BUDGET = [
     "warmup.demonstrations=40",
@@ -34,6 +35,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+ARMS = {"grpo_alone", "grpo", "aipo", "trajectory", "raw", "aipo_rloo", "sft"}
+
+
 @pytest.mark.slow
 def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     out = tmp_path / "demo"
@@ -43,21 +47,53 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "demo.json").read_text())
     assert set(saved["seeds"]) == {"3"}
-    assert set(saved["summary"]) == {"warm-up", "grpo", "aipo"}
-    assert saved["settings"]["arms"]["grpo"]["loss"]["agent_mode"] == "mask"
-    assert saved["settings"]["arms"]["aipo"]["loss"]["agent_mode"] == "aipo"
+    assert set(saved["summary"]) == {"warm-up", *ARMS}
+    arms = saved["settings"]["arms"]
+    assert arms["grpo"]["loss"]["agent_mode"] == "mask" and arms["aipo"]["loss"]["agent_mode"] == "aipo"
+    assert arms["trajectory"]["rollout"]["reference_per_group"] == 1
+    assert arms["aipo_rloo"]["loss"]["advantage_scale"] == "loo"
+    assert saved["settings"]["demo"]["eval_env"] == {
+        "id": "aipo/ArithmeticRule-v0",
+        "kwargs": {**arms["grpo_alone"]["env"]["kwargs"], "split": "test"},  # the first arm
+    }
     for model, numbers in saved["summary"].items():
         assert set(numbers["pass_at_k"]) == {str(k) for k in range(1, 17)}, model
         curve = [numbers["pass_at_k"][str(k)]["mean"] for k in range(1, 17)]
         assert all(0.0 <= value <= 1.0 for value in curve) and curve == sorted(curve)
         assert numbers["accuracy"]["values"] == [saved["seeds"]["3"][model]["accuracy"]]
-    run = saved["seeds"]["3"]["aipo"]
+    seed = saved["seeds"]["3"]
+    assert set(saved["paired"]) == {"warm-up", *ARMS} - {"aipo"}
+    assert saved["paired"]["grpo"]["mean"] == pytest.approx(
+        seed["aipo"]["accuracy"] - seed["grpo"]["accuracy"]
+    )
+    run = seed["aipo"]
     assert [point["step"] for point in run["curve"]] == [0, 1, 2]
+    assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
     assert [row["step"] for row in run["training"]] == [1, 2]
-    assert (out / "seed-3" / "aipo" / "final" / "config.json").is_file()
+    assert all("charts/agent_tokens_learned" in row for row in run["training"])
+    seen = (
+        sum(row["rollout/agent_tokens"] for row in run["training"]) * 2 * 2
+    )  # problems x group size (TINY_BUDGET)
+    control = seed["sft"]
+    assert control["matched_helper_tokens"] == round(seen) > 0
+    assert seen <= control["solution_tokens"] < seen + 32 * 60  # within one batch of 32 solutions
+    for arm in ARMS:
+        assert (out / "seed-3" / arm / "final" / "config.json").is_file(), arm
     table = (out / "results.md").read_text()
-    assert all(f"| {model} |" in table for model in ("warm-up", "grpo", "aipo"))
-    assert "pass@16" in table and "wall time" in result.output
+    assert all(f"| {model} |" in table for model in ("warm-up", *ARMS))
+    assert "pass@16" in table and "aipo − grpo " in table and "wall time" in result.output
+
+    # a saved model re-evaluated with `aipo eval` on other problems of the recorded split
+    held_out = saved["settings"]["demo"]["eval_env"]
+    evaluated = CliRunner().invoke(
+        app,
+        [
+            "eval", str(EXAMPLES / "eval_rule.yaml"), f"model.name_or_path={out / 'seed-3' / 'sft' / 'final'}",
+            f"env.id={held_out['id']}", f"env.kwargs={json.dumps(held_out['kwargs'])}", "problems=2",
+            "samples=2", f"output_dir={tmp_path / 'eval'}", "progress=false",
+        ],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
 
     again = CliRunner().invoke(
         app, ["demo", "--quick", *TINY_BUDGET, f"output_dir={out}", "--seeds", "3", "reuse_seeds=true"]
@@ -66,15 +102,71 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert json.loads((out / "demo.json").read_text())["summary"] == saved["summary"]
 
 
-def test_every_arm_reruns_with_aipo_train_and_differs_only_in_the_helper_mode(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_earlier_experiment_runs_with_a_fresh_warmup(tmp_path: Path) -> None:
+    out = tmp_path / "arithmetic"
+    result = CliRunner().invoke(
+        app, ["demo", "--task", "arithmetic", "--warmup", "fresh", *TINY_BUDGET, f"output_dir={out}"]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "demo.json").read_text())
+    assert saved["settings"]["demo"]["warmup"]["source"] == "fresh"
+    assert saved["settings"]["demo"]["eval_env"]["id"] == "aipo/Arithmetic-v0"
+    assert (out / "seed-0" / "warmup" / "config.json").is_file()  # trained here, not the shipped one
+    assert set(saved["summary"]) == {"warm-up", "grpo", "aipo"}
+
+
+def test_held_out_problems_come_from_the_test_split_and_no_arm_trains_on_them(tmp_path: Path) -> None:
+    from aipo.demo_config import eval_env, rl_arms
+    from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
+
     demo = load_demo_config(EXAMPLES / "demo.yaml")
-    grpo, aipo = (arm_config(demo, arm, 0, tmp_path).model_dump() for arm in ("grpo", "aipo"))
-    assert grpo["loss"].pop("agent_mode") == "mask" and aipo["loss"].pop("agent_mode") == "aipo"
-    grpo.pop("output_dir"), aipo.pop("output_dir")
-    assert grpo == aipo
+    held_out = eval_env(demo)
+    assert held_out["id"] == "aipo/ArithmeticRule-v0" and held_out["kwargs"]["split"] == "test"
+    operations = held_out["kwargs"]["operations"]
+    test = {ArithmeticRuleTask(operations, "test").problem(i).question for i in range(demo.eval.problems)}
+    for arm in rl_arms(demo):
+        train = arm_config(demo, arm, 0, tmp_path)
+        assert train.env.id == held_out["id"] and train.env.kwargs["split"] == "train", arm
+        task = ArithmeticRuleTask(train.env.kwargs["operations"], "train")
+        assert not test & {task.problem(i).question for i in range(len(task))}, arm
+
+
+def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:
+    demo = load_demo_config(EXAMPLES / "demo_full.yaml")
+    configs = {
+        arm: arm_config(demo, arm, 0, tmp_path).model_dump()
+        for arm in ("grpo", "aipo", "raw", "aipo_rloo", "trajectory")
+    }
+    for config in configs.values():
+        config.pop("output_dir")
+    aipo = configs["aipo"]
+
+    def differences(arm: str) -> dict:
+        flat = {}
+        for section, values in configs[arm].items():
+            for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
+                base = aipo[section][key] if key is not None else aipo[section]
+                if value != base:
+                    flat[f"{section}.{key}" if key else section] = value
+        return flat
+
+    assert differences("grpo") == {"loss.agent_mode": "mask"}
+    assert differences("raw") == {"loss.agent_mode": "raw"}
+    assert differences("aipo_rloo") == {"loss.advantage_scale": "loo"}
+    trajectory = differences("trajectory")
+    assert trajectory["loss.agent_mode"] == "luffy" and trajectory["rollout.reference_per_group"] == 1
+    assert trajectory["env.kwargs"]["consult"] == "off"
     ablation = ablation_config(demo, ["mask", "raw", "luffy", "aipo"])
     modes = {arm: arm_config(ablation, arm, 0, tmp_path).loss.agent_mode for arm in ablation.arms}
     assert modes == {"mask": "mask", "raw": "raw", "luffy": "luffy", "aipo": "aipo"}
+
+
+def test_a_control_arm_must_match_an_earlier_rl_arm() -> None:
+    with pytest.raises(ValueError, match="match='aipo' must name an earlier rl arm"):
+        load_demo_config(
+            EXAMPLES / "demo.yaml", ["arms={grpo: {config: demo_rule.yaml}, sft: {kind: sft, match: aipo}}"]
+        )
 
 
 def test_bad_demo_settings_exit_with_the_key_named(tmp_path: Path) -> None:
@@ -89,6 +181,12 @@ def test_demonstrations_ask_for_the_steps_they_do_not_write() -> None:
     assert all(record.correct for record in records)
     consulting = [record for record in records if record.consults["reasoning"] > 0]
     assert 0 < len(consulting) < len(records)
+
+
+def test_a_demonstration_without_consults_is_the_written_solution() -> None:
+    problem = Problem("p", "question", "36", "arithmetic", steps=("7 + 5 = 12", "12 * 3 = 36"))
+    assert solution_turns(problem.steps, problem.answer, ()) == [written_solution(problem)]
+    assert written_solution(problem) == "Step 1: 7 + 5 = 12\nStep 2: 12 * 3 = 36\n\\boxed{36}"
 
 
 def test_until_done_demonstrations_ask_until_the_agent_says_every_step_is_written() -> None:
@@ -149,8 +247,9 @@ def test_every_example_config_loads() -> None:
         header = path.read_text().split("\n#   ", 1)[1]
         if header.startswith("aipo demo"):
             config = load_demo_config(path)
-            assert all(arm.config.is_file() for arm in config.arms.values()), path
+            assert all(arm.config.is_file() for arm in config.arms.values() if arm.kind == "rl"), path
         else:
             load_config(EvalConfig if header.startswith("aipo eval") else TrainConfig, path)
         loaded.add(path.name)
-    assert {"demo.yaml", "demo_quick.yaml", "demo_rare.yaml", "eval_arithmetic.yaml"} <= loaded
+    assert {"demo.yaml", "demo_full.yaml", "demo_quick.yaml", "demo_arithmetic.yaml", "demo_rule.yaml",
+            "demo_rare.yaml", "eval_rule.yaml"} <= loaded  # fmt: skip

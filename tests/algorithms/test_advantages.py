@@ -22,6 +22,16 @@ def test_none_scale_is_dr_grpo() -> None:
     assert torch.allclose(advantages[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
 
 
+def test_loo_scale_is_rloo() -> None:
+    advantages = group_advantages(REWARDS, GROUPS, scale="loo")
+    # by hand: 1 - mean(0, 0, 0) = 1 and 0 - mean(1, 0, 0) = -1/3; equal rewards give 0
+    expected = torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3, 0.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(advantages, expected)
+    # a group of one has no other episode to compare with
+    alone = group_advantages(torch.tensor([1.0, 1.0, 0.0]), torch.tensor([0, 1, 1]), scale="loo")
+    assert alone.tolist() == [0.0, 1.0, -1.0]
+
+
 def test_batch_scale_divides_by_the_batch_spread() -> None:
     centred = group_advantages(REWARDS, GROUPS, scale="none")
     advantages = group_advantages(REWARDS, GROUPS, scale="batch", eps=0.0)

@@ -38,6 +38,13 @@ def test_bad_keys_and_values_are_named(override: str, named: str) -> None:
         load_config(TrainConfig, None, [override])
 
 
+def test_guided_and_reference_episodes_must_fit_in_a_group() -> None:
+    fits = load_config(TrainConfig, None, ["rollout.guided_per_group=2", "rollout.reference_per_group=2"])
+    assert fits.rollout.reference_per_group == 2 and fits.rollout.group_size == 4
+    with pytest.raises(ConfigError, match=r"reference_per_group \(3\) cannot exceed group_size \(4\)"):
+        load_config(TrainConfig, None, ["rollout.guided_per_group=2", "rollout.reference_per_group=3"])
+
+
 def test_malformed_inputs_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="key=value"):
         load_config(TrainConfig, None, ["steps"])

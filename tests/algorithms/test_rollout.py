@@ -8,6 +8,7 @@ from scripted_lm import ForcedPolicy
 import aipo_env  # noqa: F401  (registers the ids)
 from algorithms.batch import AGENT, POLICY, PROMPT
 from algorithms.forward import token_logprobs
+from algorithms.metrics import rollout_metrics
 from algorithms.rollout import Guide, collect, play, rollout
 from policies import ConsultFirst, HFPolicy
 
@@ -99,3 +100,41 @@ def test_a_guide_must_name_one_of_the_envs_agents(policy: ForcedPolicy) -> None:
         rollout(policy, make_envs(2), [0], group_size=2, guide=Guide(per_group=1, agent="oracle"))
     with pytest.raises(ValueError, match="do not fit"):
         rollout(policy, make_envs(2), [0], group_size=2, guide=Guide(per_group=3))
+
+
+def test_reference_episodes_play_the_written_solution_as_helper_tokens() -> None:
+    from aipo_env.tasks.base import written_solution
+
+    never_consults = ForcedPolicy(HFPolicy.from_pretrained("tiny", device="cpu"), consult_prob=0.0)
+    envs = [gym.make("aipo/Arithmetic-v0", level=2, max_turns=3) for _ in range(6)]
+    guide = Guide(references=1)
+    batch = collect(never_consults, envs, [0, 1], group_size=3, guide=guide)
+    sampled = collect(never_consults, envs, [0, 1], group_size=3)
+    eos = never_consults.tokenizer.eos_token_id
+    for position, record in enumerate(batch.records):
+        ids, sources = batch.input_ids[position], batch.source[position]
+        if position % 3 < 2:  # sampled as without references
+            alone = sampled.input_ids[position][sampled.attention_mask[position]]
+            assert torch.equal(ids[batch.attention_mask[position]], alone)
+            assert (sources == POLICY).any() and not (sources == AGENT).any()
+            continue
+        solution = written_solution(envs[position].unwrapped.problem)
+        assert record.texts("policy") == [solution] and record.correct and batch.rewards[position] == 1.0
+        assert solution.count("Step ") == 2  # level 2: a two-step solution
+        learned = ids[sources == AGENT].tolist()
+        assert learned == [*never_consults.encode_text(solution), eos]  # the solution, then stop
+        assert not (sources == POLICY).any()
+        assert batch.agent_logprobs[position].abs().max() == 0  # pi_agent = 1: off-policy
+    metrics = rollout_metrics(batch, reference_per_group=1)
+    played = [record.correct for position, record in enumerate(batch.records) if position % 3 < 2]
+    assert metrics["rollout/sampled_accuracy"] == pytest.approx(sum(played) / 4)
+    assert metrics["rollout/accuracy"] == pytest.approx((sum(played) + 2) / 6)
+    with pytest.raises(ValueError, match="do not fit"):
+        rollout(never_consults, envs, [0, 1], group_size=3, guide=Guide(per_group=2, references=2))
+
+
+def test_reference_episodes_need_a_task_with_worked_solutions() -> None:
+    from aipo_env.tasks.base import Problem, written_solution
+
+    with pytest.raises(ValueError, match="no worked solutions for rollout.reference_per_group"):
+        written_solution(Problem("q", "What is 1 + 1?", "2", "listed"))

@@ -9,6 +9,8 @@ import pytest
 import torch
 from scripted_lm import ForcedPolicy
 
+from algorithms.advantages import group_advantages
+from algorithms.batch import PROMPT
 from algorithms.config import TrainConfig
 from algorithms.trainer import Trainer
 from policies import HFPolicy
@@ -220,8 +222,6 @@ def helper_logprob(trainer: Trainer, batch, learned: torch.Tensor) -> float:
 
 
 def test_aipo_learns_the_helpers_tokens_more_than_grpo(tmp_path: Path) -> None:
-    from algorithms.advantages import group_advantages
-
     gains = {}
     for mode in ("mask", "aipo"):
         trainer = make_trainer(make_config(tmp_path / mode, loss={"agent_mode": mode}, optim={"lr": 3e-3}))
@@ -235,6 +235,44 @@ def test_aipo_learns_the_helpers_tokens_more_than_grpo(tmp_path: Path) -> None:
         gains[mode] = helper_logprob(trainer, batch, learned) - before
     # shared weights lift the helper's tokens a little under GRPO too; AIPO trains on them directly
     assert gains["aipo"] > gains["mask"] + 0.05 > 0.05
+
+
+def test_reference_solutions_are_learned_off_policy_with_policy_shaping(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, rollout={"reference_per_group": 1}, loss={"agent_mode": "luffy"}, optim={"lr": 3e-3}
+    )
+    trainer = make_trainer(config)
+    batch = trainer.collect()
+    reference = batch.agent_mask & (torch.arange(len(batch)) % 4 == 3).unsqueeze(-1)
+    assert reference.any(dim=1).tolist() == [False, False, False, True] * 2
+    assert batch.rewards[3::4].tolist() == [1.0, 1.0]  # the reference solution is correct
+    assert (group_advantages(batch.rewards, batch.group_ids)[3::4] > 0).all()
+    # the sampled turns made context: the update learns only the helper term, here mostly the solutions
+    helper_term_only = replace(batch, source=torch.where(batch.policy_mask, PROMPT, batch.source))
+    before = helper_logprob(trainer, batch, reference)
+    gains = []
+    for _ in range(3):
+        trainer.update(helper_term_only)
+        gains.append(helper_logprob(trainer, batch, reference) - before)
+    assert 0.1 < gains[0] < gains[-1]
+    metrics = trainer.train_step()  # a real step: 3 sampled episodes and 1 reference per group
+    assert metrics["rollout/accuracy"] == pytest.approx((6 * metrics["rollout/sampled_accuracy"] + 2) / 8)
+
+
+def test_helper_tokens_learned_per_step_are_counted_once_over_micro_batches_and_epochs(
+    tmp_path: Path,
+) -> None:
+    optim = {"micro_batch_size": 3, "minibatches": 2, "epochs": 2}
+    trainer = make_trainer(make_config(tmp_path, loss={"agent_mode": "aipo"}, optim=optim))
+    batch = trainer.collect()
+    advantages = group_advantages(batch.rewards, batch.group_ids)
+    expected = int((batch.agent_mask & (advantages > 0).unsqueeze(-1)).sum())
+    assert expected > 0
+    metrics = trainer.update(batch)
+    assert metrics["charts/agent_tokens_learned"] == expected
+    assert 0 <= metrics["losses/agent_at_min"] <= 1 and "losses/agent_learned" not in metrics
+    masked = make_trainer(make_config(tmp_path / "mask", loss={"agent_mode": "mask"}))
+    assert masked.update(batch)["charts/agent_tokens_learned"] == 0
 
 
 def test_the_decoding_step_can_be_switched_off_and_samples_the_same_episodes(tmp_path: Path) -> None:

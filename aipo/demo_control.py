@@ -1,0 +1,72 @@
+"""The learnability control: supervised training on worked solutions, at the RL arm's helper-token count.
+
+If the model cannot learn the skill from text that shows it, no RL arm's null result says
+anything about the method. The control trains the same warm-up by cross-entropy
+(:mod:`algorithms.sft`) on the reference solutions of the arms' *train* problems, played alone
+(``Step 1: 7 + 7 = 14`` ... ``\\boxed{N}``), for as many solution tokens as the matched RL arm saw
+helper tokens during training:
+
+    steps = ceil(helper_tokens / (batch_size * mean solution tokens))
+
+so it reads no more of the skill's text than the helpers showed that arm.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aipo.demonstrations import warmup_demonstrations
+from algorithms.batch import POLICY
+from algorithms.config import TrainConfig
+from algorithms.models import load_policy
+from algorithms.run_log import read_metrics
+from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
+
+
+def helper_tokens_seen(run: TrainConfig) -> int:
+    """The helper tokens in every training batch of the finished run ``run`` (from its metrics.jsonl)."""
+    episodes = run.rollout.problems_per_step * run.rollout.group_size
+    rows = read_metrics(run.output_dir / "metrics.jsonl")
+    return round(sum(row.get("rollout/agent_tokens", 0.0) * episodes for row in rows))
+
+
+def train_control(
+    run: TrainConfig,
+    warmup: Path | str,
+    tokens: int,
+    lr: float,
+    batch_size: int,
+    directory: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train the control from ``warmup`` on about ``tokens`` solution tokens of ``run``'s train env; save to ``directory/final``."""
+    kwargs = {key: value for key, value in run.env.kwargs.items() if key not in ("consult", "consult_cost")}
+    count = _train_problems(run.env.id, kwargs)
+    records = warmup_demonstrations(kwargs, count, 0.0, seed=run.seed, env_id=run.env.id)
+    model = run.model.model_copy(update={"name_or_path": str(warmup)})
+    policy = load_policy(model, torch.device("cpu"))
+    learned = [tokenize_demonstration(policy, record).sources.count(POLICY) for record in records]
+    per_solution = sum(learned) / len(learned)
+    steps = max(1, math.ceil(tokens / (batch_size * max(per_solution, 1.0))))
+    settings = SFTSettings(steps=steps, batch_size=batch_size, lr=lr, seed=run.seed, progress=progress)
+    history = supervised_warmup(policy, records, settings)
+    policy.save_pretrained(directory / "final")
+    return {
+        "matched_helper_tokens": tokens,
+        "solution_tokens": round(steps * batch_size * per_solution),
+        "steps": steps,
+        "sft_loss": [point["loss"] for point in history],
+    }
+
+
+def _train_problems(env_id: str, kwargs: dict[str, Any]) -> int:
+    import gymnasium as gym
+
+    env = gym.make(env_id, **kwargs)
+    count = len(env.unwrapped.task)
+    env.close()
+    return count

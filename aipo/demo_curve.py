@@ -1,0 +1,115 @@
+"""The demo's learning curves: held-out accuracy alone and the log-prob of the skill's key tokens.
+
+For the rule task (:mod:`aipo_env.tasks.arithmetic_rule`) the skill is "double it: write
+``v + v``". Its key tokens are those of ``v + v`` in the first step of a problem that starts by
+doubling ``v``. Their log-probability is measured in two contexts:
+
+* **alone**: the prompt, then ``Step 1: `` written by the model itself (as in evaluation);
+* **in a helper reply**: the prompt, a consult of the Reasoning agent and its reply up to
+  ``Step 1: `` (as in a consulting training episode, where AIPO learns the reply's tokens).
+
+``log p(key | context) = sum_t log pi_theta(key_t | context, key_<t)``, averaged over problems.
+A rise in the reply that does not show alone means the helper-token learning stays tied to
+the feedback context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from algorithms.evaluation import evaluate
+from algorithms.forward import token_logprobs
+from policies.hf import HFPolicy
+
+RULE_ENV = "aipo/ArithmeticRule-v0"
+CONSULT = '<consult agent="reasoning">next step</consult>'
+
+
+class HeldOutCurve:
+    """A trainer callback: held-out accuracy alone (consults off) every ``every`` steps, and key-token log-probs.
+
+    The evaluation runs under a forked torch random state seeded by ``(seed, step)``, so the
+    training run is the same with or without the curve and every arm is measured alike.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: Mapping[str, Any],
+        problems: int,
+        samples: int,
+        every: int,
+        seed: int = 0,
+    ) -> None:
+        self.env_id, self.env_kwargs = env_id, dict(env_kwargs)
+        self.problems, self.samples, self.every, self.seed = problems, samples, every, seed
+        self.points: list[dict[str, float]] = []
+        self.key_contexts = key_contexts(env_kwargs, problems) if env_id == RULE_ENV else []
+
+    def measure(self, policy: HFPolicy, step: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + step)
+            result = evaluate(
+                policy, self.env_id, self.env_kwargs, problems=range(self.problems), samples=self.samples,
+                batch_size=256, progress=False,
+            )  # fmt: skip
+        point = {"step": step, "accuracy": result.accuracy}
+        if self.key_contexts:
+            point.update(key_logprobs(policy, self.key_contexts))
+        self.points.append(point)
+
+    def __call__(self, trainer: Any, metrics: dict[str, float]) -> None:
+        if self.every and (trainer.step % self.every == 0 or trainer.step == trainer.config.steps):
+            self.measure(trainer.policy, trainer.step)
+
+
+def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str, str]]:
+    """For the first ``problems`` test problems that start by doubling: the two contexts and the key text."""
+    kwargs = {**env_kwargs, "split": "test"}
+    alone = gym.make(RULE_ENV, **{**kwargs, "consult": "off"})
+    consulting = gym.make(RULE_ENV, **{**kwargs, "consult": "agents"})
+    found = []
+    for index in range(len(alone.unwrapped.task)):
+        problem = alone.unwrapped.task.problem(index)
+        if problem.metadata["operations"][0][0] != "double":
+            continue
+        key = problem.steps[0].split(" =")[0]  # "v + v"
+        prompt, _ = alone.reset(options={"index": index})
+        consulting.reset(options={"index": index})
+        transcript, *_ = consulting.step(CONSULT)
+        reply = transcript[: transcript.index("Step 1: ", len(prompt)) + len("Step 1: ")]
+        found.append(
+            {
+                "alone": prompt,
+                "alone_tail": "Step 1: ",
+                "reply": prompt,
+                "reply_tail": reply[len(prompt) :],
+                "key": key,
+            }
+        )
+        if len(found) == problems:
+            break
+    alone.close()
+    consulting.close()
+    return found
+
+
+@torch.no_grad()
+def key_logprobs(policy: HFPolicy, contexts: list[dict[str, str]]) -> dict[str, float]:
+    """Mean ``log p(key | context)`` in nats, alone and inside the helper reply (module docstring)."""
+    sums = {"key_logprob_alone": 0.0, "key_logprob_in_reply": 0.0}
+    for item in contexts:
+        for name, tail in (
+            ("key_logprob_alone", item["alone_tail"]),
+            ("key_logprob_in_reply", item["reply_tail"]),
+        ):
+            context = policy.encode_prompt(item["alone"]) + policy.encode_text(tail)
+            key = policy.encode_text(item["key"])
+            ids = torch.tensor([context + key], device=policy.device)
+            logprobs, _ = token_logprobs(policy.model, ids, torch.ones_like(ids))
+            sums[name] += float(logprobs[0, len(context) :].sum())
+    return {name: total / max(len(contexts), 1) for name, total in sums.items()}

@@ -1,0 +1,115 @@
+"""A skill only the helpers show: arithmetic chains with a new operation, "double it".
+
+A problem reads "Start with 7. Double it, then add 3. What number do you get?". It looks like a
+problem of :mod:`aipo_env.tasks.arithmetic`'s easy levels (a start digit, additions and
+subtractions of digits) with one new verb. The reference solution writes doubling as an
+addition of the value to itself::
+
+    Step 1: 7 + 7 = 14
+    Step 2: 14 + 3 = 17
+
+so a model that adds and subtracts digits (the demo's warm-up) has every piece but the rule
+"double it: write ``v + v``". The Reasoning agent reveals one such step per consult, so the rule
+is shown in full by the helpers and nowhere else. It carries over to new operands, and the
+held-out problems (``split="test"``) are questions that no train problem asks: solving them alone
+means the rule was learned, not the answers.
+
+Every chain of ``operations`` operations on a start in 1-9 that doubles at least once is a
+problem (``add d`` and ``subtract d`` take a digit ``d``). Each question goes to the test split
+when the SHA-256 of its text falls below ``test_share``, so the splits are disjoint, stable across
+machines and independent of the order of enumeration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from functools import cached_property
+
+from aipo_env.tasks.arithmetic import extract_integer
+from aipo_env.tasks.base import Problem, Score, Task
+
+DOUBLE = "double"
+#: the operations of a chain: ("double", 0) or ("+"/"-", digit)
+_OPERATIONS = [(DOUBLE, 0)] + [(operator, digit) for operator in "+-" for digit in range(1, 10)]
+_VERBS = {DOUBLE: "double it", "+": "add {n}", "-": "subtract {n}"}
+
+
+class ArithmeticRuleTask(Task):
+    """Chains of ``operations`` operations with at least one "double it".
+
+    Args:
+        operations: operations per chain, 1 to 3 (1: 9 problems, 2: 333, 3: 9243 in both
+            splits together).
+        split: ``"train"`` or ``"test"``.
+        test_share: the share of questions that go to the test split, in ``(0, 1)``.
+    """
+
+    name = "arithmetic_rule"
+
+    def __init__(self, operations: int = 2, split: str = "train", test_share: float = 1 / 3) -> None:
+        if operations not in (1, 2, 3):
+            raise ValueError(f"operations must be 1, 2 or 3, got {operations!r}")
+        if split not in {"train", "test"}:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if not 0.0 < test_share < 1.0:
+            raise ValueError(f"test_share must be in (0, 1), got {test_share}")
+        self.operations, self.split, self.test_share = operations, split, test_share
+
+    @cached_property
+    def _chains(self) -> list[tuple[int, tuple[tuple[str, int], ...]]]:
+        chains = []
+        for start in range(1, 10):
+            for chain in itertools.product(_OPERATIONS, repeat=self.operations):
+                doubles = any(operator == DOUBLE for operator, _ in chain)
+                if doubles and in_test_split(question(start, chain), self.test_share) == (
+                    self.split == "test"
+                ):
+                    chains.append((start, chain))
+        return chains
+
+    def __len__(self) -> int:
+        return len(self._chains)
+
+    def problem(self, index: int) -> Problem:
+        if not 0 <= index < len(self):
+            raise IndexError(f"problem index {index} is out of range for {len(self)} problems")
+        start, chain = self._chains[index]
+        steps, value = [], start
+        for operator, operand in chain:
+            step, value = written_step(value, operator, operand)
+            steps.append(step)
+        return Problem(
+            id=f"arithmetic_rule-{self.split}-{self.operations}-{index}",
+            question=question(start, chain),
+            answer=str(value),
+            source="arithmetic_rule",
+            steps=tuple(steps),
+            difficulty=self.operations,
+            metadata={"start": start, "operations": [list(operation) for operation in chain]},
+        )
+
+    def score(self, problem: Problem, response: str) -> Score:
+        extracted = extract_integer(response)
+        correct = extracted is not None and extracted == int(problem.answer)
+        return Score(float(correct), correct, None if extracted is None else str(extracted))
+
+
+def question(start: int, chain: tuple[tuple[str, int], ...]) -> str:
+    """The problem's text, in the words of :mod:`aipo_env.tasks.arithmetic`'s problems."""
+    phrases = ", then ".join(_VERBS[operator].format(n=operand) for operator, operand in chain)
+    return f"Start with {start}. {phrases[0].upper()}{phrases[1:]}. What number do you get?"
+
+
+def written_step(value: int, operator: str, operand: int) -> tuple[str, int]:
+    """One step of the reference solution and its result; doubling ``v`` is written ``v + v``."""
+    if operator == DOUBLE:
+        return f"{value} + {value} = {2 * value}", 2 * value
+    result = value + operand if operator == "+" else value - operand
+    return f"{value} {operator} {operand} = {result}", result
+
+
+def in_test_split(text: str, test_share: float) -> bool:
+    """Whether ``text`` belongs to the test split: ``sha256(text)`` read as a fraction of 2^64 < ``test_share``."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < test_share
