@@ -19,6 +19,10 @@ tied): without it vLLM leaves the tied output layer packed with the old weights
 
 Seeds: ``seed`` seeds the engine's sampler, so a run is reproducible for a fixed vLLM version and
 the same requests in the same order.
+
+On CPU, starting the engine binds the process's OpenMP threads to cores and makes
+``torch.set_num_threads`` a no-op for the rest of the process (vLLM's CPU worker does both), so a
+colocated learner computes on the threads vLLM chose.
 """
 
 from __future__ import annotations
