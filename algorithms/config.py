@@ -86,7 +86,38 @@ class RolloutServerConfig(_Strict):
             "(off-policy from a fixed behaviour policy). See algorithms/rollout_server.py."
         ),
     )
+    reload_api: Literal["sglang", "vllm"] = Field(
+        "sglang",
+        description=(
+            "How reload_url takes weights: 'sglang' (POST {'model_path': DIR} of a save_pretrained "
+            "directory) or 'vllm' (reload_url is http://HOST:PORT/collective_rpc of `vllm serve` run "
+            "with VLLM_SERVER_DEV_MODE=1; exact, see docs/vllm_weight_sync.md)."
+        ),
+    )
     sync_every: int = Field(1, ge=1, description="Steps between weight syncs (with reload_url).")
+
+
+class VLLMEngineConfig(_Strict):
+    """The colocated vLLM engine (``rollout.engine: vllm``); see policies/vllm_engine.py."""
+
+    sync_every: int = Field(
+        1, ge=1, description="Steps between copies of the learner's weights into the engine."
+    )
+    max_model_len: int | None = Field(
+        None, ge=16, description="Longest context plus turn the engine serves (null: the model's)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0.0, le=1.0, description="GPU: share of its memory vLLM takes; the learner needs the rest."
+    )
+    kv_cache_memory_bytes: int | None = Field(
+        None,
+        ge=1 << 20,
+        description="The KV cache's size in bytes (null: 1 GiB on CPU; on GPU from the share above).",
+    )
+    sleep_mode: bool = Field(
+        False,
+        description="GPU: free the engine's KV cache and weights while the learner updates (vLLM sleep mode).",
+    )
 
 
 class RolloutConfig(_Strict):
@@ -127,6 +158,13 @@ class RolloutConfig(_Strict):
         ),
     )
     guide_query: str = Field("next step", description="The query of a guided episode's first consult.")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="What samples episodes in-process: 'hf' (the learner's transformers model, "
+        "policies/hf.py) or 'vllm' (a colocated vllm.LLM whose weights follow the learner's, "
+        "policies/vllm_engine.py; needs the vllm extra). Must be 'hf' with `server`.",
+    )
+    vllm: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig, description="Settings of engine=vllm.")
     server: RolloutServerConfig | None = Field(
         None, description="Sample episodes on an OpenAI-compatible server; null: in-process."
     )
@@ -137,6 +175,11 @@ class RolloutConfig(_Strict):
             raise ValueError(
                 f"guided_per_group ({self.guided_per_group}) + reference_per_group "
                 f"({self.reference_per_group}) cannot exceed group_size ({self.group_size})"
+            )
+        if self.engine == "vllm" and self.server is not None:
+            raise ValueError(
+                "rollout.engine=vllm starts an engine in this process; rollout.server samples on a server: "
+                "set one of them (rollout.server=null or rollout.engine=hf)"
             )
         return self
 

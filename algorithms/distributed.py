@@ -147,6 +147,11 @@ def check_layout(config: TrainConfig, world_size: int) -> None:
         raise ConfigError(
             "rollout.server works with one learner process; drop it or run without torchrun/accelerate"
         )
+    if config.rollout.engine == "vllm" and world_size > 1:
+        raise ConfigError(
+            "rollout.engine=vllm runs in one learner process (an engine per rank is not supported yet); "
+            "use rollout.engine=hf under torchrun/accelerate"
+        )
     if config.distributed == "fsdp" and config.model.lora is not None:
         raise ConfigError("distributed=fsdp does not support model.lora; use distributed=ddp for LoRA")
 
@@ -269,7 +274,8 @@ def barrier(ranks: Ranks) -> None:
 
 def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, float]:
     """Metrics of the whole step from every rank's: throughputs (``*_per_s``) and counts
-    (``rollout/agent_failures*``, ``charts/agent_tokens_learned``) summed, the rest averaged.
+    (``rollout/agent_failures*``, ``charts/agent_tokens_learned``) summed, maxima (``*_max``) the
+    largest, the rest averaged.
 
     Ranks hold equally many episodes, so the mean of per-rank means is the mean over the step.
     A ``rollout/`` metric a rank lacks (a helper it never consulted) counts as 0 there; any
@@ -286,7 +292,10 @@ def reduce_metrics(metrics: Mapping[str, float], ranks: Ranks) -> dict[str, floa
         present = [value for value in values if value is not None]
         summed = name.endswith("_per_s") or name.startswith("rollout/agent_failures")
         summed = summed or name == "charts/agent_tokens_learned"
-        reduced[name] = sum(present) if summed else sum(present) / len(present)
+        if name.endswith("_max"):
+            reduced[name] = max(present)
+        else:
+            reduced[name] = sum(present) if summed else sum(present) / len(present)
     return reduced
 
 

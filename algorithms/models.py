@@ -169,6 +169,13 @@ def save_merged(policy: HFPolicy, path: str | Path) -> None:
     policy.tokenizer.save_pretrained(path)
 
 
+def merged_state(policy: HFPolicy) -> dict[str, torch.Tensor]:
+    """The policy's plain state dict, tied weights named twice: LoRA adapters merged into a copy."""
+    if not hasattr(policy.model, "merge_and_unload"):
+        return policy.model.state_dict()
+    return copy.deepcopy(policy.model).merge_and_unload().state_dict()
+
+
 def load_weights(model: Any, path: str | Path) -> None:
     """Replace ``model``'s weights with those saved in ``path`` (same architecture).
 

@@ -14,6 +14,15 @@ clipped, as in PPO. Without ``reload_url`` the server keeps its weights for the 
 learning off-policy from a fixed behaviour policy. A failed sync is logged
 (``perf/weight_sync_failed``) and tried again at the next one; training goes on.
 
+With ``reload_api: vllm`` the server is ``vllm serve`` started with ``VLLM_SERVER_DEV_MODE=1``,
+and ``reload_url`` is its ``http://HOST:PORT/collective_rpc``. The learner writes its whole state
+dict (tied weights included, each as its own tensor) to ``output_dir/served/model.safetensors``
+and POSTs ``{"method": "reload_weights", "kwargs": {"weights_path": DIR}}``: every worker reloads
+the weights in place and re-runs each layer's post-loading step; then ``/reset_prefix_cache``
+drops the keys and values computed with the old weights. A ``save_pretrained`` directory would not
+do: it omits tied weights, and vLLM then keeps its old packed output layer
+(docs/vllm_weight_sync.md). ``rollout/logprob_gap_max`` shows the sync is exact.
+
 What is not supported: pushing weights over NCCL or CUDA IPC (vLLM's weight-transfer API, TRL's
 ``vllm-serve``), and several learner processes feeding one server.
 """
@@ -26,8 +35,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from algorithms.config import RolloutConfig
-from algorithms.models import save_merged
+from algorithms.models import merged_state, save_merged
 from policies.completions import CompletionsPolicy
 from policies.hf import HFPolicy
 
@@ -40,14 +51,20 @@ class ServerWeights:
     """Writes the learner's model to ``directory`` and asks the server at ``reload_url`` to load it.
 
     Args:
-        reload_url: the server's reload endpoint (SGLang: ``http://HOST:PORT/update_weights_from_disk``).
+        reload_url: the server's reload endpoint (SGLang: ``http://HOST:PORT/update_weights_from_disk``;
+            vLLM in dev mode: ``http://HOST:PORT/collective_rpc``).
         directory: where the weights are written (overwritten at each sync).
         every: sync after every ``every``-th step.
         timeout_s: how long the server may take to load them.
+        api: ``"sglang"`` (a ``save_pretrained`` directory, ``{"model_path": DIR}``) or ``"vllm"``
+            (the whole state dict, ``reload_weights`` through ``/collective_rpc``).
     """
 
-    def __init__(self, reload_url: str, directory: Path, every: int = 1, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, reload_url: str, directory: Path, every: int = 1, timeout_s: float = 600.0, api: str = "sglang"
+    ) -> None:
         self.reload_url, self.directory, self.every, self.timeout_s = reload_url, directory, every, timeout_s
+        self.api = api
 
     def after_step(self, step: int, policy: HFPolicy) -> float | None:
         """Sync if ``step`` is due; returns the seconds it took, ``None`` when not due.
@@ -59,28 +76,49 @@ class ServerWeights:
         if step % self.every:
             return None
         started = time.perf_counter()
-        save_merged(policy, self.directory)  # LoRA adapters merged: the server loads a plain model
-        body = json.dumps({"model_path": str(self.directory.resolve())}).encode()
+        where = str(self.directory.resolve())
+        if self.api == "vllm":
+            write_state(policy, self.directory)
+            self._post(self.reload_url, {"method": "reload_weights", "kwargs": {"weights_path": where}})
+            self._post(self.reload_url.removesuffix("/collective_rpc") + "/reset_prefix_cache", None)
+        else:
+            save_merged(policy, self.directory)  # LoRA adapters merged: the server loads a plain model
+            self._post(self.reload_url, {"model_path": where})
+        return time.perf_counter() - started
+
+    def _post(self, url: str, payload: dict | None) -> None:
+        body = b"" if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
-            self.reload_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 answer = _json(response.read())
         except urllib.error.HTTPError as error:
-            message = _json(error.read()).get("message") or error.reason
+            details = _json(error.read())
+            message = details.get("message") or details.get("detail") or error.reason
+            if error.code == 404 and self.api == "vllm":
+                message = f"{message}; vllm serve has /collective_rpc only with VLLM_SERVER_DEV_MODE=1"
             raise WeightSyncError(
-                f"{self.reload_url} refused the weights in {self.directory} (HTTP {error.code}: {message})"
+                f"{url} refused the weights in {self.directory} (HTTP {error.code}: {message})"
             ) from error
         except (urllib.error.URLError, OSError) as error:
-            raise WeightSyncError(
-                f"could not reach {self.reload_url} to reload the weights: {error}"
-            ) from error
+            raise WeightSyncError(f"could not reach {url} to reload the weights: {error}") from error
         if answer.get("success") is False:
             raise WeightSyncError(
-                f"{self.reload_url} did not load the weights in {self.directory}: {answer.get('message')}"
+                f"{url} did not load the weights in {self.directory}: {answer.get('message')}"
             )
-        return time.perf_counter() - started
+
+
+def write_state(policy: HFPolicy, directory: Path) -> None:
+    """``directory/model.safetensors``: every named weight (LoRA merged), tied ones as separate copies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state, seen = {}, set()
+    for name, tensor in merged_state(policy).items():
+        shared = tensor.data_ptr() in seen
+        seen.add(tensor.data_ptr())
+        state[name] = (tensor.clone() if shared else tensor).detach().contiguous().cpu()
+    save_file(state, str(directory / "model.safetensors"))
 
 
 def _json(raw: bytes) -> dict:
@@ -112,4 +150,6 @@ def connect(
     )
     if server.reload_url is None:
         return sampler, None
-    return sampler, ServerWeights(server.reload_url, output_dir / "served", server.sync_every)
+    return sampler, ServerWeights(
+        server.reload_url, output_dir / "served", server.sync_every, api=server.reload_api
+    )

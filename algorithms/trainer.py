@@ -75,12 +75,14 @@ from algorithms.distributed import (
 )
 from algorithms.envs import make_envs, shared_agents
 from algorithms.forward import token_logprobs
-from algorithms.metrics import agent_failure_warning, no_signal_warning, rollout_metrics
+from algorithms.metrics import agent_failure_warning, logprob_gap, no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
 from algorithms.rollout import Guide, collect
 from algorithms.rollout_server import WeightSyncError, connect
 from algorithms.run_log import RunLog
+from algorithms.vllm_rollout import start_engine
 from policies.hf import HFPolicy
+from policies.vllm_engine import VLLMEngine
 
 logger = logging.getLogger("algorithms.trainer")
 
@@ -116,10 +118,15 @@ class Trainer:
         elif checkpoint is not None:
             load_weights(policy.model, checkpoint / MODEL_DIR)
         self.policy = policy
-        # episodes are sampled by the policy itself, or by a server (then synced through the disk)
-        self.server, self.server_weights = None, None
+        # episodes are sampled by the policy itself, by a server (synced through the disk or vLLM's
+        # /collective_rpc) or by a colocated vLLM engine (synced in memory)
+        self.sampler, self.sampler_weights = None, None
         if config.rollout.server is not None:
-            self.server, self.server_weights = connect(config.rollout, policy, config.output_dir)
+            self.sampler, self.sampler_weights = connect(config.rollout, policy, config.output_dir)
+        elif config.rollout.engine == "vllm":
+            self.sampler, self.sampler_weights = start_engine(
+                config.rollout, policy, config.output_dir, seed=config.seed
+            )
         if config.model.gradient_checkpointing:
             enable_checkpointing(policy.model)
         # ``model`` runs the update (DDP or FSDP around the policy's model under a launcher).
@@ -160,8 +167,8 @@ class Trainer:
             )
         if checkpoint is not None:
             self._restore(checkpoint)
-            if self.server_weights is not None:  # the server may hold any weights: hand it ours
-                self._sync_server(now=True)
+            if self.sampler_weights is not None:  # a server may hold any weights: hand it ours
+                self._sync_sampler(now=True)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -215,8 +222,8 @@ class Trainer:
                 "perf/trained_tokens_per_s": all_tokens / max(updated - collected, 1e-9),
             }
         )
-        if self.server_weights is not None:
-            metrics.update(self._sync_server())
+        if self.sampler_weights is not None:
+            metrics.update(self._sync_sampler())
         metrics = reduce_metrics(metrics, self.ranks)
         if self.log is not None:
             self.log.log(self.step, metrics)
@@ -257,14 +264,20 @@ class Trainer:
             references=settings.reference_per_group,
         )
         with self._autocast(), whole_weights(self.model):
-            sampler = self.policy if self.server is None else self.server
-            return collect(sampler, self.envs, problems, settings.group_size, guide=guide)
+            sampler = self.policy if self.sampler is None else self.sampler
+            batch = collect(sampler, self.envs, problems, settings.group_size, guide=guide)
+        if isinstance(sampler, VLLMEngine):
+            sampler.sleep()  # frees its KV cache during the update with rollout.vllm.sleep_mode
+        return batch
 
-    def _sync_server(self, now: bool = False) -> dict[str, float]:
-        """Hand the new weights to the rollout server when due (or ``now``); a failed sync is retried next time."""
-        assert self.server_weights is not None
+    def _sync_sampler(self, now: bool = False) -> dict[str, float]:
+        """Hand the new weights to the rollout server or engine when due (or ``now``).
+
+        A server's failed sync is retried next time; a colocated engine's stops the run.
+        """
+        assert self.sampler_weights is not None
         try:
-            seconds = self.server_weights.after_step(0 if now else self.step, self.policy)
+            seconds = self.sampler_weights.after_step(0 if now else self.step, self.policy)
         except WeightSyncError as error:
             logger.warning(
                 "%s; the server keeps sampling with older weights (the ratio corrects for it)", error
@@ -287,7 +300,8 @@ class Trainer:
     # -- the update ----------------------------------------------------------------------------
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics.
+        """Optimizer steps on one batch of episodes; returns ``losses/`` and ``charts/`` metrics, and
+        ``rollout/logprob_gap_*`` (:func:`algorithms.metrics.logprob_gap`, before the first step).
 
         In a distributed run ``batch`` is this rank's episodes; every minibatch's normaliser is
         summed over ranks and the loss scaled by ``W`` (see :mod:`algorithms.distributed`).
@@ -303,8 +317,9 @@ class Trainer:
         batch = batch.to(self.device)
         advantages = self._advantages(batch)
         old = batch.behaviour_logprobs
+        own = self._logprobs_without_grad(self.policy.model, batch)  # the learner's, before any update
         if optim.recompute_behaviour_logprobs or bool((torch.isnan(old) & batch.policy_mask).any()):
-            old = self._logprobs_without_grad(self.policy.model, batch)
+            old = own
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
         totals: dict[str, float] = defaultdict(float)
         stat_weights: dict[str, float] = defaultdict(float)
@@ -347,6 +362,7 @@ class Trainer:
         metrics = {name: value / stat_weights.get(name, updates) for name, value in totals.items()}
         metrics["charts/advantage_abs"] = float(advantages.abs().mean())
         metrics["charts/skipped_rows"] = float(skip.float().mean())
+        metrics.update(logprob_gap(batch.behaviour_logprobs, own, batch.policy_mask))
         return metrics
 
     def _skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
