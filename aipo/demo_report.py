@@ -47,16 +47,30 @@ def summarise_seeds(seeds: Mapping[str, Mapping[str, Any]], models: Sequence[str
 def paired_differences(
     seeds: Mapping[str, Mapping[str, Any]], models: Sequence[str], arm: str = PAIRED_WITH
 ) -> dict[str, Any]:
-    """Per baseline: the per-seed accuracy difference ``arm - baseline`` (:func:`mean_spread`) and how many are > 0."""
+    """Per baseline: the per-seed differences ``arm - baseline`` (:func:`mean_spread`) and how many are > 0.
+
+    The top level is the accuracy's; ``pass_at_n`` is the same for pass@n (``n`` = samples per
+    problem, the boundary).
+    """
     if arm not in models:
         return {}
     paired = {}
     for baseline in models:
         if baseline == arm:
             continue
-        differences = [run[arm]["accuracy"] - run[baseline]["accuracy"] for run in seeds.values()]
-        paired[baseline] = {**mean_spread(differences), "positive": sum(d > 0 for d in differences)}
+        runs = list(seeds.values())
+        n = str(max(int(k) for k in runs[0][arm]["pass_at_k"]))
+        accuracy = [run[arm]["accuracy"] - run[baseline]["accuracy"] for run in runs]
+        boundary = [run[arm]["pass_at_k"][n] - run[baseline]["pass_at_k"][n] for run in runs]
+        paired[baseline] = {
+            **_paired(accuracy),
+            "pass_at_n": {**_paired(boundary), "n": int(n)},
+        }
     return paired
+
+
+def _paired(differences: list[float]) -> dict[str, Any]:
+    return {**mean_spread(differences), "positive": sum(d > 0 for d in differences)}
 
 
 def paired_table(results: Mapping[str, Any]) -> str:
@@ -65,14 +79,17 @@ def paired_table(results: Mapping[str, Any]) -> str:
     if not paired:
         return ""
     seeds = len(results["seeds"])
+    n = next(iter(paired.values()))["pass_at_n"]["n"]
     lines = [
-        f"| {PAIRED_WITH} − baseline | accuracy difference | seeds where {PAIRED_WITH} is ahead |",
-        "|---|---|---|",
+        f"| {PAIRED_WITH} − baseline | accuracy difference | seeds ahead | pass@{n} difference | seeds ahead |",
+        "|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {PAIRED_WITH} − {name} | {_cell(row)} | {row['positive']} of {seeds} |"
-        for name, row in paired.items()
-    ]
+    for name, row in paired.items():
+        boundary = row["pass_at_n"]
+        lines.append(
+            f"| {PAIRED_WITH} − {name} | {_cell(row)} | {row['positive']} of {seeds} | {_cell(boundary)} | "
+            f"{boundary['positive']} of {seeds} |"
+        )
     return "\n".join(lines) + "\n"
 
 
