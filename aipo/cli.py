@@ -2,7 +2,7 @@
 
 aipo envs                      list the registered environment ids
 aipo play ID [-o key=value]    play an episode yourself in the terminal
-aipo demo [--quick]            the main job: GRPO vs AIPO beyond the warm-up boundary
+aipo demo [--quick]            the main job: can RL learn from helpers a skill the warm-up lacks
 aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fixed baselines
 aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
 aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off

@@ -71,6 +71,8 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
         # CPU time tells what the run costs on an idle machine; wall time depends on the load.
         "cpu_seconds": time.process_time() - cpu_started,
+        # per seed, as it was run (also for seeds reused from an earlier run)
+        "seed_seconds": {seed: sum(run[model]["seconds"] for model in run) for seed, run in seeds.items()},
     }
     write_outputs(results, config.output_dir)
     return results
@@ -88,7 +90,6 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     out: dict[str, Any] = {
         WARMUP: {
             "sft_loss": [point["loss"] for point in history],
-            "seconds": time.perf_counter() - started,
             "easy": _evaluate(config, warm, ARITHMETIC, easy, config.eval.easy_problems, seed).accuracy,
         }
     }
@@ -98,34 +99,49 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     if config.eval.curve_every:
         curve_start.measure(warm, 0)
     out[WARMUP]["curve"] = curve_start.points
+    out[WARMUP]["seconds"] = time.perf_counter() - started  # the warm-up and its evaluations
     log(f"   warm-up: easy accuracy {out[WARMUP]['easy']:.3f}, held-out accuracy {warm_result.accuracy:.3f}")
-    for arm, spec in config.arms.items():
-        started = time.perf_counter()
-        if spec.kind == "sft":
-            from aipo.demo_control import helper_tokens_seen, train_control
-
-            matched = arm_config(config, spec.match, seed, warmup_dir)
-            directory = config.output_dir / f"seed-{seed}" / arm
-            extra = train_control(
-                matched, warmup_dir, helper_tokens_seen(matched), spec.lr, spec.batch_size, directory,
-                config.progress,
-            )  # fmt: skip
-            final, extra["curve"], extra["training"] = directory / "final", [], []
-        else:
-            from algorithms.trainer import Trainer
-
-            train = arm_config(config, arm, seed, warmup_dir)
-            curve = _curve(config, held_out, seed)
-            curve.points = list(curve_start.points)
-            Trainer(train, callbacks=[curve]).learn()
-            final = train.output_dir / "final"
-            extra = {"curve": curve.points, "training": _training_log(train.output_dir / "metrics.jsonl")}
-        policy = _load(config, final, max_new)
-        result = _evaluate(config, policy, held_out["id"], held_out["kwargs"], config.eval.problems, seed)
-        out[arm] = {**_numbers(result, warm_result), **extra, "seconds": time.perf_counter() - started}
-        log(f"   {arm}: held-out accuracy {result.accuracy:.3f} (alone), pass@{config.eval.samples} "
-            f"{result.pass_at_k[config.eval.samples]:.3f}")  # fmt: skip
+    for arm in config.arms:
+        out[arm] = run_arm(config, arm, seed, warmup_dir, curve_start.points, warm_result)
+        log(f"   {arm}: held-out accuracy {out[arm]['accuracy']:.3f} (alone), pass@{config.eval.samples} "
+            f"{out[arm]['pass_at_k'][str(config.eval.samples)]:.3f}")  # fmt: skip
     return out
+
+
+def run_arm(
+    config: DemoConfig,
+    arm: str,
+    seed: int,
+    warmup_dir: Path | str,
+    curve_start: list[dict[str, float]],
+    warm_result: EvalResult,
+) -> dict[str, Any]:
+    """Train arm ``arm`` for ``seed`` from the warm-up and evaluate it alone; its entry of ``seed.json``."""
+    started = time.perf_counter()
+    spec, held_out = config.arms[arm], eval_env(config)
+    if spec.kind == "sft":
+        from aipo.demo_control import helper_tokens, train_control
+
+        matched = arm_config(config, spec.match, seed, warmup_dir)
+        directory = config.output_dir / f"seed-{seed}" / arm
+        tokens = helper_tokens(matched, spec.tokens)
+        extra = train_control(
+            matched, warmup_dir, tokens, spec.lr, spec.batch_size, directory, config.progress
+        )
+        final, extra["curve"], extra["training"] = directory / "final", [], []
+    else:
+        from algorithms.trainer import Trainer
+
+        train = arm_config(config, arm, seed, warmup_dir)
+        curve = _curve(config, held_out, seed)
+        curve.points = list(curve_start)
+        Trainer(train, callbacks=[curve]).learn()
+        final = train.output_dir / "final"
+        extra = {"curve": curve.points, "training": _training_log(train.output_dir / "metrics.jsonl")}
+    max_new = arm_config(config, rl_arms(config)[0], seed, warmup_dir).rollout.max_new_tokens
+    result = _evaluate(config, _load(config, final, max_new), held_out["id"], held_out["kwargs"],
+                       config.eval.problems, seed)  # fmt: skip
+    return {**_numbers(result, warm_result), **extra, "seconds": time.perf_counter() - started}
 
 
 def warmup_model(
@@ -140,14 +156,16 @@ def warmup_model(
         log(f"   reusing the warm-up model in {earlier}")
         return earlier, []
     directory = config.output_dir / f"seed-{seed}" / "warmup"
-    hard_level = eval_env(config)["kwargs"].get("level", 3)
-    return directory, warm_up(config, seed, directory, hard_level=hard_level)
+    held_out = eval_env(config)
+    if config.warmup.hard_share > 0 and held_out["id"] != ARITHMETIC:
+        raise ValueError(f"warmup.hard_share > 0 needs an {ARITHMETIC} evaluation, not {held_out['id']}")
+    return directory, warm_up(config, seed, directory, hard_level=held_out["kwargs"].get("level"))
 
 
 def _curve(config: DemoConfig, held_out: dict, seed: int) -> HeldOutCurve:
     return HeldOutCurve(
         held_out["id"], held_out["kwargs"], config.eval.curve_problems, config.eval.curve_samples,
-        config.eval.curve_every, seed,
+        config.eval.curve_every, seed, config.eval.batch_size,
     )  # fmt: skip
 
 

@@ -38,7 +38,8 @@ def command(
 ) -> None:
     """The capability-boundary experiment: a skill only the helpers show, GRPO / AIPO / trajectory guidance / a supervised control, evaluation alone.
 
-    Writes results/demo/ (demo.json, results.md, learning_curves.png, pass_at_k.png) and prints a summary.
+    Writes output_dir (results/demo/: demo.json, results.md, learning_curves.png, pass_at_k.png) and prints
+    a summary.
     """
     if scripted:
         from aipo.play import show_scripted_episode
@@ -60,6 +61,13 @@ def command(
         typer.secho(
             f"error: --task takes {' or '.join(tasks)} (got {task!r}); --warmup takes shipped or fresh "
             f"(got {warmup!r})",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if task != "rule" and (quick or config):
+        typer.secho(
+            "error: --task picks a demo YAML; it cannot be combined with --quick or --config",
             fg=typer.colors.RED,
             err=True,
         )

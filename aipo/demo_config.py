@@ -26,8 +26,9 @@ AGENT_MODES = ("mask", "raw", "luffy", "aipo")
 class WarmupConfig(_Strict):
     """Supervised warm-up on easy levels (it fixes the model's capability boundary).
 
-    It starts from ``model`` of the demo config: the fresh tiny model by default, or a saved one
-    (``model.name_or_path=DIR``) to continue an earlier warm-up.
+    By default every seed starts from the shipped model trained once by this recipe
+    (``source: shipped``). With ``source: fresh`` a warm-up is trained per seed from ``model`` of the
+    demo config: the fresh tiny model, or a saved one (``model.name_or_path=DIR``) to continue.
     """
 
     levels: tuple[int, int] = Field((1, 2), description="Inclusive range of arithmetic levels shown.")
@@ -44,8 +45,9 @@ class WarmupConfig(_Strict):
         0.0,
         ge=0.0,
         lt=1.0,
-        description="Share of demonstrations that solve a problem of the arms' hard level alone (train "
-        "split; evaluation uses the test split). A small share keeps the hard skill rare but reachable.",
+        description="Share of demonstrations that solve a train problem of the evaluation's arithmetic "
+        "level alone (only when the evaluation env is aipo/Arithmetic-v0). A small share keeps the hard "
+        "skill rare but reachable.",
     )
     steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)
@@ -62,13 +64,17 @@ class WarmupConfig(_Strict):
 class DemoEvalConfig(_Strict):
     """Held-out evaluation, consults off."""
 
-    problems: int = Field(64, ge=1, description="Test-split problems of the hard level.")
-    samples: int = Field(16, ge=1, description="Episodes per problem (pass@k for k = 1..samples).")
+    problems: int = Field(
+        48, ge=1, description="Test-split problems of the evaluation env (the first arm's)."
+    )
+    samples: int = Field(64, ge=1, description="Episodes per problem (pass@k for k = 1..samples).")
     easy_problems: int = Field(
         32, ge=1, description="Test-split problems of the easy levels (warm-up check)."
     )
     curve_every: int = Field(10, ge=0, description="Held-out accuracy every N RL steps (0 = off).")
-    curve_problems: int = Field(32, ge=1, description="Problems of each learning-curve point.")
+    curve_problems: int = Field(
+        24, ge=1, description="Problems of each learning-curve point (and key-token problems, rule task)."
+    )
     curve_samples: int = Field(4, ge=1, description="Episodes per problem of each curve point.")
     batch_size: int = Field(256, ge=1, description="Episodes played at once.")
 
@@ -85,6 +91,11 @@ class ArmConfig(_Strict):
         None,
         description="sft: train on as many solution tokens as this earlier RL arm saw helper tokens.",
     )
+    tokens: Literal["learned", "seen"] = Field(
+        "learned",
+        description="sft: match the helper tokens the rl arm `match` learned from (charts/agent_tokens_learned) "
+        "or all the helper tokens in its batches (rollout/agent_tokens); both count whole replies.",
+    )
     lr: float = Field(2e-3, gt=0.0, description="sft: peak learning rate (cosine decay).")
     batch_size: int = Field(32, ge=1, description="sft: solutions per step.")
 
@@ -94,6 +105,10 @@ class ArmConfig(_Strict):
             raise ValueError("an rl arm needs `config` (its train YAML)")
         if self.kind == "sft" and self.match is None:
             raise ValueError("an sft arm needs `match` (the RL arm whose helper tokens it matches)")
+        if self.kind == "sft" and (self.config is not None or self.overrides):
+            raise ValueError("an sft arm takes no `config` or `overrides` (it trains from `match`'s run)")
+        if self.kind == "rl" and self.match is not None:
+            raise ValueError("`match` is for sft arms; an rl arm is its `config` and `overrides`")
         return self
 
 
@@ -105,10 +120,6 @@ class DemoConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The model warmed up and trained.")
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     arms: dict[str, ArmConfig] = Field(
-        default_factory=lambda: {
-            "grpo": ArmConfig(config=EXAMPLES / "demo_grpo.yaml"),
-            "aipo": ArmConfig(config=EXAMPLES / "demo_aipo.yaml"),
-        },
         description="Arm name -> its train config, in the order run; every arm starts from the same "
         "warm-up. The first arm must be an rl arm: its env (split test) is the evaluation env.",
     )

@@ -3,12 +3,16 @@
 If the model cannot learn the skill from text that shows it, no RL arm's null result says
 anything about the method. The control trains the same warm-up by cross-entropy
 (:mod:`algorithms.sft`) on the reference solutions of the arms' *train* problems, played alone
-(``Step 1: 7 + 7 = 14`` ... ``\\boxed{N}``), for as many solution tokens as the matched RL arm saw
-helper tokens during training:
+(``Step 1: 7 + 7 = 14`` ... ``\\boxed{N}``), for as many solution tokens as the matched RL arm
+had helper tokens:
 
     steps = ceil(helper_tokens / (batch_size * mean solution tokens))
 
-so it reads no more of the skill's text than the helpers showed that arm.
+``helper_tokens`` counts whole helper replies, ``<feedback>`` wrapper included (a Reasoning
+reply of 58 tokens holds a step of about 17), either those the arm learned from (``learned``:
+``charts/agent_tokens_learned``, the replies of its better-than-average episodes) or all those
+in its batches (``seen``). Every control token is solution text, so per token the control reads
+more of the skill than a reply shows; the match bounds its budget, it does not equalise it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 from aipo.demonstrations import warmup_demonstrations
@@ -27,10 +32,15 @@ from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
 
 
-def helper_tokens_seen(run: TrainConfig) -> int:
-    """The helper tokens in every training batch of the finished run ``run`` (from its metrics.jsonl)."""
-    episodes = run.rollout.problems_per_step * run.rollout.group_size
+def helper_tokens(run: TrainConfig, which: str = "learned") -> int:
+    """The helper tokens of the finished run ``run`` (from its metrics.jsonl): ``learned`` or ``seen``.
+
+    ``seen``: ``rollout/agent_tokens`` (a mean per episode) times the episodes of each step.
+    """
     rows = read_metrics(run.output_dir / "metrics.jsonl")
+    if which == "learned":
+        return round(sum(row.get("charts/agent_tokens_learned", 0.0) for row in rows))
+    episodes = run.rollout.problems_per_step * run.rollout.group_size
     return round(sum(row.get("rollout/agent_tokens", 0.0) * episodes for row in rows))
 
 
@@ -45,7 +55,7 @@ def train_control(
 ) -> dict[str, Any]:
     """Train the control from ``warmup`` on about ``tokens`` solution tokens of ``run``'s train env; save to ``directory/final``."""
     kwargs = {key: value for key, value in run.env.kwargs.items() if key not in ("consult", "consult_cost")}
-    count = _train_problems(run.env.id, kwargs)
+    count = _problem_count(run.env.id, kwargs)
     records = warmup_demonstrations(kwargs, count, 0.0, seed=run.seed, env_id=run.env.id)
     model = run.model.model_copy(update={"name_or_path": str(warmup)})
     policy = load_policy(model, torch.device("cpu"))
@@ -63,9 +73,7 @@ def train_control(
     }
 
 
-def _train_problems(env_id: str, kwargs: dict[str, Any]) -> int:
-    import gymnasium as gym
-
+def _problem_count(env_id: str, kwargs: dict[str, Any]) -> int:
     env = gym.make(env_id, **kwargs)
     count = len(env.unwrapped.task)
     env.close()

@@ -44,9 +44,11 @@ class HeldOutCurve:
         samples: int,
         every: int,
         seed: int = 0,
+        batch_size: int = 256,
     ) -> None:
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs)
         self.problems, self.samples, self.every, self.seed = problems, samples, every, seed
+        self.batch_size = batch_size
         self.points: list[dict[str, float]] = []
         self.key_contexts = key_contexts(env_kwargs, problems) if env_id == RULE_ENV else []
 
@@ -55,7 +57,7 @@ class HeldOutCurve:
             torch.manual_seed(self.seed * 100_003 + step)
             result = evaluate(
                 policy, self.env_id, self.env_kwargs, problems=range(self.problems), samples=self.samples,
-                batch_size=256, progress=False,
+                batch_size=self.batch_size, progress=False,
             )  # fmt: skip
         point = {"step": step, "accuracy": result.accuracy}
         if self.key_contexts:
@@ -67,8 +69,9 @@ class HeldOutCurve:
             self.measure(trainer.policy, trainer.step)
 
 
-def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str, str]]:
-    """For the first ``problems`` test problems that start by doubling: the two contexts and the key text."""
+def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str, Any]]:
+    """For the first ``problems`` test problems that start by doubling: the prompt, the segments after it
+    (alone: ``Step 1: ``; in a reply: the consult, then the reply up to ``Step 1: ``) and the key text."""
     kwargs = {**env_kwargs, "split": "test"}
     alone = gym.make(RULE_ENV, **{**kwargs, "consult": "off"})
     consulting = gym.make(RULE_ENV, **{**kwargs, "consult": "agents"})
@@ -81,16 +84,9 @@ def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str,
         prompt, _ = alone.reset(options={"index": index})
         consulting.reset(options={"index": index})
         transcript, *_ = consulting.step(CONSULT)
-        reply = transcript[: transcript.index("Step 1: ", len(prompt)) + len("Step 1: ")]
-        found.append(
-            {
-                "alone": prompt,
-                "alone_tail": "Step 1: ",
-                "reply": prompt,
-                "reply_tail": reply[len(prompt) :],
-                "key": key,
-            }
-        )
+        start = len(prompt) + len(CONSULT)
+        reply = transcript[start : transcript.index("Step 1: ", start) + len("Step 1: ")]
+        found.append({"prompt": prompt, "alone": ["Step 1: "], "in_reply": [CONSULT, reply], "key": key})
         if len(found) == problems:
             break
     alone.close()
@@ -99,15 +95,22 @@ def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str,
 
 
 @torch.no_grad()
-def key_logprobs(policy: HFPolicy, contexts: list[dict[str, str]]) -> dict[str, float]:
-    """Mean ``log p(key | context)`` in nats, alone and inside the helper reply (module docstring)."""
+def key_logprobs(policy: HFPolicy, contexts: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean ``log p(key | context)`` in nats, alone and inside the helper reply (module docstring).
+
+    The context is encoded segment by segment as in a rollout (the prompt, the consult turn, the
+    reply), the key on its own: exact for a byte-level tokenizer such as the shipped warm-up's;
+    with a subword tokenizer it is the log-prob of the key's own tokenization.
+    """
     sums = {"key_logprob_alone": 0.0, "key_logprob_in_reply": 0.0}
     for item in contexts:
-        for name, tail in (
-            ("key_logprob_alone", item["alone_tail"]),
-            ("key_logprob_in_reply", item["reply_tail"]),
+        for name, segments in (
+            ("key_logprob_alone", item["alone"]),
+            ("key_logprob_in_reply", item["in_reply"]),
         ):
-            context = policy.encode_prompt(item["alone"]) + policy.encode_text(tail)
+            context = policy.encode_prompt(item["prompt"])
+            for segment in segments:
+                context = context + policy.encode_text(segment)
             key = policy.encode_text(item["key"])
             ids = torch.tensor([context + key], device=policy.device)
             logprobs, _ = token_logprobs(policy.model, ids, torch.ones_like(ids))

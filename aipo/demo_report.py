@@ -4,7 +4,9 @@ Spread is the sample standard deviation over seeds (0 for one seed) and the per-
 are listed next to it, so nothing is hidden behind an average. The paired table compares AIPO
 with each other model seed by seed (same seed, same problems):
 
-    d_s = accuracy_s(aipo) - accuracy_s(baseline),   reported as mean ± std of d and #{s : d_s > 0}
+    d_s = m_s(aipo) - m_s(baseline),   reported as mean ± std of d and #{s : d_s > 0}
+
+for m = the accuracy alone and m = pass@n (n samples per problem: the boundary).
 """
 
 from __future__ import annotations
@@ -98,7 +100,13 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     summary = results["summary"]
     n = max(int(k) for k in next(iter(summary.values()))["pass_at_k"])
     ks = [k for k in TABLE_KS if k < n] + [n]  # n: pass@n, the boundary
-    header = ["model", "accuracy alone", *[f"pass@{k}" for k in ks], "solved beyond warm-up", "per seed"]
+    header = [
+        "model",
+        "accuracy alone",
+        *[f"pass@{k}" for k in ks],
+        "solved beyond warm-up",
+        "accuracy per seed",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, numbers in summary.items():
         cells = [model, _cell(numbers["accuracy"])]
@@ -206,10 +214,16 @@ def plot_pass_at_k(results: Mapping[str, Any], path: Path) -> None:
 def summary_text(results: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     """The one-screen summary printed at the end of ``aipo demo``."""
     lines = [markdown_table(results).rstrip(), ""]
-    if paired_table(results):
-        lines += [paired_table(results).rstrip(), ""]
+    paired = paired_table(results)
+    if paired:
+        lines += [paired.rstrip(), ""]
     minutes, cpu = results["wall_seconds"] / 60, results.get("cpu_seconds", 0.0) / 60
     lines.append(f"wall time {minutes:.1f} min (CPU time {cpu:.1f} min)")
+    per_seed = results.get("seed_seconds", {})
+    if per_seed:
+        lines.append(
+            "per seed, as run: " + ", ".join(f"seed {s} {t / 60:.1f} min" for s, t in per_seed.items())
+        )
     lines += [f"  {name}: {path}" for name, path in paths.items()]
     return "\n".join(lines)
 

@@ -77,8 +77,6 @@ def run_scripted_episode(
 
 def show_scripted_episode(level: int = 4, seed: int = 0) -> EpisodeRecord:
     """Play and print one episode of the arithmetic family with :func:`follow_reasoning`."""
-    import typer
-
     env = gym.make("aipo/Arithmetic-v0", level=level, max_turns=16, max_consults=16)
     record = run_scripted_episode(env, follow_reasoning, seed=seed)
     for segment in record.segments:
@@ -110,7 +108,11 @@ def command(
             err=True,
         )
         raise typer.Exit(code=2)
-    observation, info = env.reset(seed=seed, options=None if index is None else {"index": index})
+    try:
+        observation, info = env.reset(seed=seed, options=None if index is None else {"index": index})
+    except (IndexError, ValueError) as exc:
+        typer.secho(f"Cannot play problem {index} of {env_id}: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
     typer.secho(f"Problem {info['problem']['id']}", bold=True)
     typer.echo(observation)
     shown = len(observation)

@@ -253,8 +253,9 @@ def objective(
         The scalar loss and floats for logging: ``policy_loss``, ``agent_loss``, ``clip_low``,
         ``clip_high`` (clip fractions), ``agent_coef`` (mean helper coefficient),
         ``agent_clipped`` (aipo: fraction of helper tokens whose coefficient is clipped),
-        ``agent_at_min`` (aipo: fraction whose coefficient sits at ``c_min``, ``rho_t < c_min``:
-        tokens the policy finds unlikely), ``agent_learned`` (the number of helper tokens learned:
+        ``agent_at_min`` (aipo: fraction of the learned helper tokens whose coefficient sits at
+        ``c_min``, ``rho_t < c_min``: tokens the policy finds unlikely; absent in modes that do not
+        clip and when no helper token is learned), ``agent_learned`` (the number of helper tokens learned:
         weight ``lambda w_i > 0`` and ``A_i != 0``; a count, not a mean), ``kl``, ``entropy``,
         ``ratio`` (mean ``r_t``).
     """
@@ -302,11 +303,10 @@ def objective(
         )
         if term.clips
         else 0.0,
-        agent_at_min=float(_masked_mean((rho < config.agent_clip_min).float(), learned))
-        if term.clips
-        else 0.0,
         agent_learned=float((learned & (inputs.advantages != 0).unsqueeze(-1)).sum()),
     )
+    if term.clips and bool(learned.any()):  # a share of nothing, or of an unclipped mode, is not 0
+        stats["agent_at_min"] = float(_masked_mean((rho < config.agent_clip_min).float(), learned))
     return loss, stats
 
 

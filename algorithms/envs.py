@@ -60,3 +60,26 @@ def env_error_message(env_id: str, kwargs: Mapping[str, Any], error: Exception) 
             f"the keywords it takes are under Arguments in the docstring of {entry_point}"
         )
     return f"env.id={env_id!r} with env.kwargs={dict(kwargs)}: {error}"
+
+
+def check_reference_solution(env: gym.Env, env_id: str) -> None:
+    """Play problem 0's written solution in ``env``; refuse ``rollout.reference_per_group`` if it does not score.
+
+    Raises:
+        ConfigError: the task has no worked solutions, or its written solution
+            (:func:`~aipo_env.tasks.base.written_solution`) is not a correct answer of that task
+            (code, for instance, must be a fenced program, not steps).
+    """
+    from aipo_env.tasks.base import written_solution
+
+    env.reset(options={"index": 0})
+    try:
+        solution = written_solution(env.unwrapped.problem)
+    except ValueError as error:
+        raise ConfigError(f"rollout.reference_per_group: {error}; set it to 0 for {env_id}") from error
+    *_, info = env.step(solution)
+    if not info.get("correct"):
+        raise ConfigError(
+            f"rollout.reference_per_group: the written reference solution of {env_id} does not score as "
+            "correct (its steps are not an answer this task accepts); set rollout.reference_per_group=0"
+        )

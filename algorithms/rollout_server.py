@@ -63,7 +63,12 @@ class ServerWeights:
     def __init__(
         self, reload_url: str, directory: Path, every: int = 1, timeout_s: float = 600.0, api: str = "sglang"
     ) -> None:
-        self.reload_url, self.directory, self.every, self.timeout_s = reload_url, directory, every, timeout_s
+        self.reload_url, self.directory, self.every, self.timeout_s = (
+            reload_url.rstrip("/"),
+            directory,
+            every,
+            timeout_s,
+        )
         self.api = api
 
     def after_step(self, step: int, policy: HFPolicy) -> float | None:
@@ -80,7 +85,8 @@ class ServerWeights:
         if self.api == "vllm":
             write_state(policy, self.directory)
             self._post(self.reload_url, {"method": "reload_weights", "kwargs": {"weights_path": where}})
-            self._post(self.reload_url.removesuffix("/collective_rpc") + "/reset_prefix_cache", None)
+            root = self.reload_url.removesuffix("/collective_rpc")
+            self._post(root + "/reset_prefix_cache", None)
         else:
             save_merged(policy, self.directory)  # LoRA adapters merged: the server loads a plain model
             self._post(self.reload_url, {"model_path": where})

@@ -73,7 +73,7 @@ from algorithms.distributed import (
     whole_weights,
     wrap_model,
 )
-from algorithms.envs import make_envs, shared_agents
+from algorithms.envs import check_reference_solution, make_envs, shared_agents
 from algorithms.forward import token_logprobs
 from algorithms.metrics import agent_failure_warning, logprob_gap, no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
@@ -136,6 +136,8 @@ class Trainer:
             self.reference = load_policy(config.model, self.device, trainable=False).model.eval()
             self.reference.requires_grad_(False)
         self.envs = self._make_envs()
+        if config.rollout.reference_per_group:
+            check_reference_solution(self.envs[0], config.env.id)
         # All envs share these agents; their failures are warned about once per step (below).
         self.agents = shared_agents(self.envs) or {}
         for agent in self.agents.values():

@@ -174,10 +174,19 @@ class VLLMEngine:
         The names are the checkpoint's (``model.layers.0.self_attn.q_proj.weight``); vLLM maps
         them to its fused layers and re-runs their post-loading step. Give every parameter,
         tied ones included (see the module docstring).
+
+        Raises:
+            VLLMEngineError: the engine failed to load them.
         """
         self.wake_up()
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
-        self.llm.reset_prefix_cache()
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+            self.llm.reset_prefix_cache()
+        except Exception as error:  # as in generate: any failure of the engine ends the run here
+            raise VLLMEngineError(
+                f"the vLLM engine failed to take the new weights ({type(error).__name__}: {error}); the "
+                "last checkpoint is intact: fix the cause and train again with resume_from=latest"
+            ) from error
 
     def sleep(self) -> None:
         """Free the KV cache and offload the weights while the learner updates (``sleep_mode`` only)."""

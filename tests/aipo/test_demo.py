@@ -71,12 +71,10 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
     assert [row["step"] for row in run["training"]] == [1, 2]
     assert all("charts/agent_tokens_learned" in row for row in run["training"])
-    seen = (
-        sum(row["rollout/agent_tokens"] for row in run["training"]) * 2 * 2
-    )  # problems x group size (TINY_BUDGET)
+    learned = sum(row["charts/agent_tokens_learned"] for row in run["training"])
     control = seed["sft"]
-    assert control["matched_helper_tokens"] == round(seen) > 0
-    assert seen <= control["solution_tokens"] < seen + 32 * 60  # within one batch of 32 solutions
+    assert control["matched_helper_tokens"] == round(learned)
+    assert learned <= control["solution_tokens"] < learned + 32 * 60  # within one batch of 32 solutions
     for arm in ARMS:
         assert (out / "seed-3" / arm / "final" / "config.json").is_file(), arm
     table = (out / "results.md").read_text()
@@ -253,3 +251,44 @@ def test_every_example_config_loads() -> None:
         loaded.add(path.name)
     assert {"demo.yaml", "demo_full.yaml", "demo_quick.yaml", "demo_arithmetic.yaml", "demo_rule.yaml",
             "demo_rare.yaml", "eval_rule.yaml"} <= loaded  # fmt: skip
+
+
+def test_key_token_contexts_are_the_tokens_a_consulting_rollout_sees() -> None:
+    import gymnasium as gym
+
+    from aipo.demo_curve import CONSULT, key_contexts
+    from algorithms.rollout import tokenize_episode
+    from policies import HFPolicy
+    from policies.base import Action
+
+    policy = HFPolicy.from_pretrained("warmup:arithmetic", device="cpu", max_new_tokens=8)
+    kwargs = {"operations": 2, "max_turns": 4, "max_consults": 3, "instructions": False}
+    item = key_contexts(kwargs, 1)[0]
+    env = gym.make("aipo/ArithmeticRule-v0", **{**kwargs, "split": "test"})
+    task = env.unwrapped.task
+    index = next(i for i in range(len(task)) if task.problem(i).question in item["prompt"])
+    env.reset(options={"index": index})
+    env.step(CONSULT)
+    *_, info = env.step("\\boxed{0}")
+    episode = tokenize_episode(policy, info["episode"], [Action(CONSULT), Action("\\boxed{0}")], group=0)
+    context = policy.encode_prompt(item["prompt"])
+    for segment in item["in_reply"]:
+        context = context + policy.encode_text(segment)
+    key = policy.encode_text(item["key"])
+    assert item["key"] == task.problem(index).steps[0].split(" =")[0]
+    assert episode.token_ids[: len(context) + len(key)] == context + key
+
+
+def test_the_control_matches_the_helper_tokens_an_arm_learned_from_or_saw(tmp_path: Path) -> None:
+    from aipo.demo_control import helper_tokens
+    from algorithms.run_log import RunLog
+
+    demo = load_demo_config(EXAMPLES / "demo.yaml", [f"output_dir={tmp_path}"])
+    run = arm_config(demo, "aipo", 0, "warmup:arithmetic")
+    log = RunLog(run.output_dir)
+    log.log(1, {"rollout/agent_tokens": 10.0, "charts/agent_tokens_learned": 120.0})
+    log.log(2, {"rollout/agent_tokens": 20.5, "charts/agent_tokens_learned": 0.0})
+    log.close()
+    episodes = run.rollout.problems_per_step * run.rollout.group_size
+    assert helper_tokens(run, "learned") == 120
+    assert helper_tokens(run, "seen") == round(30.5 * episodes)

@@ -102,14 +102,16 @@ def test_helper_tokens_at_c_min_and_learned_are_reported() -> None:
     # helper tokens at positions 3, 4: probabilities 0.05 (rho < c_min = 0.1) and 0.6
     logprobs = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.05, 0.6, 0.4]] * 3))
     inputs = make_inputs(logprobs, torch.tensor([1.0, 0.0, -1.0]))
-    for mode, at_min in (("aipo", 0.5), ("luffy", 0.0), ("raw", 0.0)):
+    for mode, at_min in (("aipo", 0.5), ("luffy", None), ("raw", None)):
         _, stats = objective(inputs, LossConfig(agent_mode=mode))
         # positive only: the first episode's 2 helper tokens; A = 0 and A < 0 learn none
-        assert stats["agent_at_min"] == at_min and stats["agent_learned"] == 2.0
+        assert stats.get("agent_at_min") == at_min and stats["agent_learned"] == 2.0
     _, stats = objective(inputs, LossConfig(agent_mode="aipo", agent_positive_only=False))
     assert stats["agent_learned"] == 4.0  # A = 0 has no gradient: not learned
     _, stats = objective(inputs, LossConfig(agent_mode="mask"))
-    assert stats["agent_at_min"] == 0.0 and stats["agent_learned"] == 0.0
+    assert "agent_at_min" not in stats and stats["agent_learned"] == 0.0
+    _, stats = objective(make_inputs(logprobs, torch.tensor([0.0, 0.0, -1.0])), LossConfig(agent_mode="aipo"))
+    assert "agent_at_min" not in stats  # no helper token learned: no share to report
 
 
 def test_kl_needs_reference_logprobs() -> None:

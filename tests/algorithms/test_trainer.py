@@ -11,7 +11,7 @@ from scripted_lm import ForcedPolicy
 
 from algorithms.advantages import group_advantages
 from algorithms.batch import PROMPT
-from algorithms.config import TrainConfig
+from algorithms.config import ConfigError, TrainConfig
 from algorithms.trainer import Trainer
 from policies import HFPolicy
 
@@ -257,6 +257,21 @@ def test_reference_solutions_are_learned_off_policy_with_policy_shaping(tmp_path
     assert 0.1 < gains[0] < gains[-1]
     metrics = trainer.train_step()  # a real step: 3 sampled episodes and 1 reference per group
     assert metrics["rollout/accuracy"] == pytest.approx((6 * metrics["rollout/sampled_accuracy"] + 2) / 8)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"id": "aipo/Procedural-v0", "kwargs": {}}, "no reference steps"),
+        ({"id": "aipo/Code-v0", "kwargs": {}}, "does not score as correct"),
+    ],
+)
+def test_reference_solutions_are_refused_at_start_where_the_task_cannot_write_one(
+    tmp_path: Path, env: dict, message: str
+) -> None:
+    config = make_config(tmp_path, env=env, rollout={"reference_per_group": 1})
+    with pytest.raises(ConfigError, match=f"rollout.reference_per_group: .*{message}"):
+        make_trainer(config)
 
 
 def test_helper_tokens_learned_per_step_are_counted_once_over_micro_batches_and_epochs(

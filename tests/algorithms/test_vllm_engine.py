@@ -164,6 +164,9 @@ def test_an_engine_that_dies_mid_run_stops_it_and_the_run_resumes(tmp_path: Path
         trainer.sampler.llm.generate = dead
         with pytest.raises(VLLMEngineError, match="resume_from=latest"):
             trainer.train_step()
+        trainer.sampler.llm.collective_rpc = dead  # a sync that fails says the same
+        with pytest.raises(VLLMEngineError, match="failed to take the new weights.*resume_from=latest"):
+            trainer.sampler.load_weights(trainer.policy.model.state_dict().items())
     finally:
         trainer.sampler.close()
     resumed = Trainer(vllm_config(tmp_path, steps=2, save_every=1, resume_from="latest"))
