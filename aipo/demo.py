@@ -83,8 +83,7 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     started = time.perf_counter()
     warmup_dir, history = warmup_model(config, seed, log)
     held_out = eval_env(config)
-    easy = {**held_out["kwargs"], "level": list(config.warmup.levels)}
-    easy = {key: value for key, value in easy.items() if key not in ("operations", "test_share")}
+    easy = {**warmup_env_kwargs(config), "split": "test"}  # the warm-up's own levels, held out
     max_new = arm_config(config, rl_arms(config)[0], seed, warmup_dir).rollout.max_new_tokens
     warm = _load(config, warmup_dir, max_new)
     out: dict[str, Any] = {
@@ -177,7 +176,7 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
     problems of ``hard_level`` without consulting; the rest are the easy levels' demonstrations.
     """
     warmup = config.warmup
-    env_kwargs = {"level": list(warmup.levels), "max_turns": 4, "max_consults": 3, "instructions": False}
+    env_kwargs = warmup_env_kwargs(config)
     hard = round(warmup.hard_share * warmup.demonstrations)
     records = warmup_demonstrations(
         env_kwargs, warmup.demonstrations - hard, warmup.consult_share, seed=seed, style=warmup.consult_style
@@ -194,6 +193,11 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
     provenance = {"started_from": model.name_or_path, "seed": seed, **config.warmup.model_dump(mode="json")}
     (directory / "warmup.yaml").write_text(yaml.safe_dump(provenance))
     return history
+
+
+def warmup_env_kwargs(config: DemoConfig) -> dict[str, Any]:
+    """The ``aipo/Arithmetic-v0`` keywords of the warm-up's demonstrations (its easy levels)."""
+    return {"level": list(config.warmup.levels), "max_turns": 4, "max_consults": 3, "instructions": False}
 
 
 def settings_of(config: DemoConfig) -> dict[str, Any]:

@@ -56,12 +56,12 @@ def paired_differences(
     """
     if arm not in models:
         return {}
+    runs = list(seeds.values())
+    n = str(max(int(k) for k in runs[0][arm]["pass_at_k"]))
     paired = {}
     for baseline in models:
         if baseline == arm:
             continue
-        runs = list(seeds.values())
-        n = str(max(int(k) for k in runs[0][arm]["pass_at_k"]))
         accuracy = [run[arm]["accuracy"] - run[baseline]["accuracy"] for run in runs]
         boundary = [run[arm]["pass_at_k"][n] - run[baseline]["pass_at_k"][n] for run in runs]
         paired[baseline] = {

@@ -52,8 +52,7 @@ def start_engine(
     """Write the policy's weights to ``output_dir/engine``, start the engine there, and its sync."""
     settings = rollout.vllm
     directory = output_dir / ENGINE_DIR
-    save_merged(policy, directory)
-    policy.tokenizer.save_pretrained(directory)
+    save_merged(policy, directory)  # with the tokenizer
     engine = VLLMEngine(
         policy,
         directory,

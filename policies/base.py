@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,34 @@ class TokenPolicy(Protocol):
     def generate(self, contexts: Sequence[Sequence[int]], *, greedy: bool = False) -> list[Action]:
         """One turn after each context, with ``token_ids`` and ``logprobs`` filled."""
         ...
+
+
+class LearnerEncoded:
+    """A sampler that speaks the learner's tokens: a server or an engine that samples for an
+    :class:`~policies.hf.HFPolicy` (``self.encoder``) from token ids.
+
+    Prompts and helper text are encoded by the learner's tokenizer, and the sampled ids are kept
+    as they are, decoded only for the text sent to the env (:meth:`action`), so the learner trains
+    on exactly the tokens that were sampled.
+    """
+
+    encoder: Any  # the learner's HFPolicy
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.encoder.pad_token_id
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.encoder.eos_token_ids
+
+    def encode_prompt(self, text: str) -> list[int]:
+        return self.encoder.encode_prompt(text)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.encoder.encode_text(text)
+
+    def action(self, ids: tuple[int, ...], logprobs: tuple[float, ...]) -> Action:
+        """The turn of sampled ``ids`` (special tokens left out of its text) and their log-probs."""
+        text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return Action(text, ids, logprobs)

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from policies.api import openai_client
-from policies.base import Action
+from policies.base import Action, LearnerEncoded
 from policies.hf import HFPolicy
 
 _ID_PREFIX = "token_id:"
@@ -36,7 +36,7 @@ class RolloutServerError(RuntimeError):
     """The rollout server failed or answered in a form the learner cannot train on."""
 
 
-class CompletionsPolicy:
+class CompletionsPolicy(LearnerEncoded):
     """Generates turns through an OpenAI-compatible completions endpoint (a :class:`TokenPolicy`).
 
     Args:
@@ -79,20 +79,6 @@ class CompletionsPolicy:
         self.top_k, self.top_p, self.stop = top_k, top_p, tuple(stop)
         self.max_concurrency = max_concurrency
 
-    @property
-    def pad_token_id(self) -> int:
-        return self.encoder.pad_token_id
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:
-        return self.encoder.eos_token_ids
-
-    def encode_prompt(self, text: str) -> list[int]:
-        return self.encoder.encode_prompt(text)
-
-    def encode_text(self, text: str) -> list[int]:
-        return self.encoder.encode_text(text)
-
     def generate(self, contexts: Sequence[Sequence[int]], *, greedy: bool = False) -> list[Action]:
         """One turn after each context, with the server's token ids and log-probs."""
         if not contexts:
@@ -129,8 +115,7 @@ class CompletionsPolicy:
             raise RolloutServerError(f"the rollout server at {self.base_url} returned no log-probs")
         ids = tuple(_token_id(token, self.base_url) for token in logprobs.tokens)
         values = tuple(float("nan") if value is None else float(value) for value in logprobs.token_logprobs)
-        text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return Action(text, ids, values)
+        return self.action(ids, values)
 
     def close(self) -> None:
         close = getattr(self.client, "close", None)

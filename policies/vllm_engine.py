@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from aipo_env.extras import MissingExtraError, require_extra
-from policies.base import Action
+from policies.base import Action, LearnerEncoded
 from policies.hf import HFPolicy
 
 _DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
@@ -46,7 +46,7 @@ class VLLMEngineError(RuntimeError):
     """The vLLM engine could not start, or failed while sampling; the message says what to change."""
 
 
-class VLLMEngine:
+class VLLMEngine(LearnerEncoded):
     """Samples turns with an in-process ``vllm.LLM`` (a :class:`~policies.base.TokenPolicy`).
 
     Args:
@@ -113,16 +113,6 @@ class VLLMEngine:
 
     # -- the TokenPolicy interface ------------------------------------------------------------
 
-    @property
-    def pad_token_id(self) -> int:
-        return self.encoder.pad_token_id
-
-    def encode_prompt(self, text: str) -> list[int]:
-        return self.encoder.encode_prompt(text)
-
-    def encode_text(self, text: str) -> list[int]:
-        return self.encoder.encode_text(text)
-
     def generate(self, contexts: Sequence[Sequence[int]], *, greedy: bool = False) -> list[Action]:
         """One turn after each context: the sampled ids (stop string or EOS included) and their log-probs.
 
@@ -163,8 +153,7 @@ class VLLMEngine:
         logprobs = tuple(
             float(step[token].logprob) for step, token in zip(completion.logprobs, ids, strict=True)
         )
-        text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return Action(text, ids, logprobs)
+        return self.action(ids, logprobs)
 
     # -- weights and memory --------------------------------------------------------------------
 

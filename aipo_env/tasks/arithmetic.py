@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aipo_env.tasks.base import Problem, Score, Task, last_boxed
@@ -45,7 +46,7 @@ LEVELS: dict[int, Level] = {
     10: Level(10, 9999, 99),
 }
 _PRODUCT_LIMIT = 10**6
-_VERBS = {"+": "add {n}", "-": "subtract {n}", "*": "multiply by {n}"}
+VERBS = {"+": "add {n}", "-": "subtract {n}", "*": "multiply by {n}"}
 
 
 class ArithmeticTask(Task):
@@ -89,11 +90,9 @@ class ArithmeticTask(Task):
             result = apply_operation(value, operator, operand)
             steps.append(f"{value} {operator} {operand} = {result}")
             value = result
-        phrases = ", then ".join(_VERBS[operator].format(n=operand) for operator, operand in operations)
-        question = f"Start with {start}. {phrases[0].upper()}{phrases[1:]}. What number do you get?"
         return Problem(
             id=f"arithmetic-{self.split}-L{level}-{index}",
-            question=question,
+            question=chain_question(start, operations),
             answer=str(value),
             source="arithmetic",
             steps=tuple(steps),
@@ -102,9 +101,21 @@ class ArithmeticTask(Task):
         )
 
     def score(self, problem: Problem, response: str) -> Score:
-        extracted = extract_integer(response)
-        correct = extracted is not None and extracted == int(problem.answer)
-        return Score(float(correct), correct, None if extracted is None else str(extracted))
+        return integer_score(problem, response)
+
+
+def chain_question(start: int, operations: Sequence[Sequence], verbs: Mapping[str, str] = VERBS) -> str:
+    """ "Start with 7. Add 5, then multiply by 3. What number do you get?" for ``operations``
+    ``[(operator, operand), ...]``, each phrased by ``verbs[operator]`` (``{n}``: the operand)."""
+    phrases = ", then ".join(verbs[operator].format(n=operand) for operator, operand in operations)
+    return f"Start with {start}. {phrases[0].upper()}{phrases[1:]}. What number do you get?"
+
+
+def integer_score(problem: Problem, response: str) -> Score:
+    """1 when the response's integer (:func:`extract_integer`) equals the problem's answer."""
+    extracted = extract_integer(response)
+    correct = extracted is not None and extracted == int(problem.answer)
+    return Score(float(correct), correct, None if extracted is None else str(extracted))
 
 
 def extract_integer(response: str) -> int | None:

@@ -26,13 +26,13 @@ import hashlib
 import itertools
 from functools import cached_property
 
-from aipo_env.tasks.arithmetic import extract_integer
+from aipo_env.tasks.arithmetic import VERBS, apply_operation, chain_question, integer_score
 from aipo_env.tasks.base import Problem, Score, Task
 
 DOUBLE = "double"
 #: the operations of a chain: ("double", 0) or ("+"/"-", digit)
 _OPERATIONS = [(DOUBLE, 0)] + [(operator, digit) for operator in "+-" for digit in range(1, 10)]
-_VERBS = {DOUBLE: "double it", "+": "add {n}", "-": "subtract {n}"}
+_VERBS = {**VERBS, DOUBLE: "double it"}
 
 
 class ArithmeticRuleTask(Task):
@@ -90,22 +90,19 @@ class ArithmeticRuleTask(Task):
         )
 
     def score(self, problem: Problem, response: str) -> Score:
-        extracted = extract_integer(response)
-        correct = extracted is not None and extracted == int(problem.answer)
-        return Score(float(correct), correct, None if extracted is None else str(extracted))
+        return integer_score(problem, response)
 
 
 def question(start: int, chain: tuple[tuple[str, int], ...]) -> str:
     """The problem's text, in the words of :mod:`aipo_env.tasks.arithmetic`'s problems."""
-    phrases = ", then ".join(_VERBS[operator].format(n=operand) for operator, operand in chain)
-    return f"Start with {start}. {phrases[0].upper()}{phrases[1:]}. What number do you get?"
+    return chain_question(start, chain, _VERBS)
 
 
 def written_step(value: int, operator: str, operand: int) -> tuple[str, int]:
     """One step of the reference solution and its result; doubling ``v`` is written ``v + v``."""
     if operator == DOUBLE:
         return f"{value} + {value} = {2 * value}", 2 * value
-    result = value + operand if operator == "+" else value - operand
+    result = apply_operation(value, operator, operand)
     return f"{value} {operator} {operand} = {result}", result
 
 
