@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aipo_env.tasks.base import Problem, Score, Task, last_boxed
@@ -85,17 +85,13 @@ class ArithmeticTask(Task):
         level = low + index % (high - low + 1)
         rng = random.Random(f"arithmetic:{self.seed}:{self.split}:{level}:{index}")
         start, operations = _draw_chain(rng, LEVELS[level])
-        steps, value = [], start
-        for operator, operand in operations:
-            result = apply_operation(value, operator, operand)
-            steps.append(f"{value} {operator} {operand} = {result}")
-            value = result
+        steps, value = worked_steps(start, operations)
         return Problem(
             id=f"arithmetic-{self.split}-L{level}-{index}",
             question=chain_question(start, operations),
             answer=str(value),
             source="arithmetic",
-            steps=tuple(steps),
+            steps=steps,
             difficulty=level,
             metadata={"start": start, "operations": [list(op) for op in operations]},
         )
@@ -109,6 +105,25 @@ def chain_question(start: int, operations: Sequence[Sequence], verbs: Mapping[st
     ``[(operator, operand), ...]``, each phrased by ``verbs[operator]`` (``{n}``: the operand)."""
     phrases = ", then ".join(verbs[operator].format(n=operand) for operator, operand in operations)
     return f"Start with {start}. {phrases[0].upper()}{phrases[1:]}. What number do you get?"
+
+
+def written_step(value: int, operator: str, operand: int) -> tuple[str, int]:
+    """One reference step, ``"7 + 5 = 12"``, and its result."""
+    result = apply_operation(value, operator, operand)
+    return f"{value} {operator} {operand} = {result}", result
+
+
+def worked_steps(
+    start: int,
+    operations: Sequence[Sequence],
+    write: Callable[[int, str, int], tuple[str, int]] = written_step,
+) -> tuple[tuple[str, ...], int]:
+    """The reference steps of a chain from ``start`` (each written by ``write``) and its value."""
+    steps, value = [], start
+    for operator, operand in operations:
+        step, value = write(value, operator, operand)
+        steps.append(step)
+    return tuple(steps), value
 
 
 def integer_score(problem: Problem, response: str) -> Score:

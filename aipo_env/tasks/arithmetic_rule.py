@@ -26,7 +26,8 @@ import hashlib
 import itertools
 from functools import cached_property
 
-from aipo_env.tasks.arithmetic import VERBS, apply_operation, chain_question, integer_score
+from aipo_env.tasks.arithmetic import VERBS, chain_question, integer_score, worked_steps
+from aipo_env.tasks.arithmetic import written_step as arithmetic_step
 from aipo_env.tasks.base import Problem, Score, Task
 
 DOUBLE = "double"
@@ -75,16 +76,13 @@ class ArithmeticRuleTask(Task):
         if not 0 <= index < len(self):
             raise IndexError(f"problem index {index} is out of range for {len(self)} problems")
         start, chain = self._chains[index]
-        steps, value = [], start
-        for operator, operand in chain:
-            step, value = written_step(value, operator, operand)
-            steps.append(step)
+        steps, value = worked_steps(start, chain, written_step)
         return Problem(
             id=f"arithmetic_rule-{self.split}-{self.operations}-{index}",
             question=question(start, chain),
             answer=str(value),
             source="arithmetic_rule",
-            steps=tuple(steps),
+            steps=steps,
             difficulty=self.operations,
             metadata={"start": start, "operations": [list(operation) for operation in chain]},
         )
@@ -102,8 +100,7 @@ def written_step(value: int, operator: str, operand: int) -> tuple[str, int]:
     """One step of the reference solution and its result; doubling ``v`` is written ``v + v``."""
     if operator == DOUBLE:
         return f"{value} + {value} = {2 * value}", 2 * value
-    result = apply_operation(value, operator, operand)
-    return f"{value} {operator} {operand} = {result}", result
+    return arithmetic_step(value, operator, operand)
 
 
 def in_test_split(text: str, test_share: float) -> bool:
