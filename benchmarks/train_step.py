@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                       # tiny model on CPU
     python benchmarks/train_step.py --preset gpu-0.5b     # Qwen2.5-0.5B-shaped model on one GPU
     python benchmarks/train_step.py --steps 5 rollout.group_size=8 optim.micro_batch_size=4
+    python benchmarks/train_step.py --preset smollm2-lora-top8   # SmolLM2-135M (aipo models pull)
 
 Prints a table and writes ``train_step.json`` and ``train_step.png`` into ``--out``. The first
 ``--warmup`` steps are run but not counted. Peak memory is the process's resident set on CPU and
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import time
 from pathlib import Path
@@ -25,6 +27,18 @@ from transformers.utils import logging as transformers_logging
 from algorithms.config import TrainConfig, load_config
 from algorithms.trainer import Trainer
 
+SMOLLM2_WORK = [
+    "device=cpu",
+    "env.kwargs={level: 1, max_turns: 3, max_consults: 1}",
+    "rollout.problems_per_step=4",
+    "rollout.group_size=8",
+    "rollout.guided_per_group=3",
+    "rollout.reference_per_group=1",  # a reward-1 episode per group: every step has a gradient to time
+    "rollout.max_new_tokens=48",
+    "loss.agent_mode=aipo",
+    "optim.micro_batch_size=8",
+    "optim.lr=1e-4",
+]
 PRESETS: dict[str, list[str]] = {
     "tiny-cpu": [
         "device=cpu",
@@ -33,6 +47,35 @@ PRESETS: dict[str, list[str]] = {
         "rollout.max_new_tokens=64",
         "env.kwargs={level: 2, max_turns: 3}",
         "optim.micro_batch_size=8",
+    ],
+    # SmolLM2-135M-Instruct, examples/aipo_smollm2.yaml: AIPO, half of each group consulting
+    "smollm2-lora-top8": [
+        "model.name_or_path=smollm2-135m-instruct",
+        "model.chat_template=true",
+        "model.dtype=float32",
+        "model.train_layers=8",
+        "model.lora={r: 16, alpha: 32}",
+        *SMOLLM2_WORK,
+    ],
+    "smollm2-lora": [
+        "model.name_or_path=smollm2-135m-instruct",
+        "model.chat_template=true",
+        "model.dtype=float32",
+        "model.lora={r: 16, alpha: 32}",
+        *SMOLLM2_WORK,
+    ],
+    "smollm2-top4": [
+        "model.name_or_path=smollm2-135m-instruct",
+        "model.chat_template=true",
+        "model.dtype=float32",
+        "model.train_layers=4",
+        *SMOLLM2_WORK,
+    ],
+    "smollm2-full": [
+        "model.name_or_path=smollm2-135m-instruct",
+        "model.chat_template=true",
+        "model.dtype=float32",
+        *SMOLLM2_WORK,
     ],
     "gpu-0.5b": [
         "device=cuda",
@@ -73,7 +116,7 @@ def measure(config: TrainConfig, steps: int, warmup: int) -> dict[str, Any]:
     trainer = Trainer(config)
     clock = {"scoring_s": 0.0}
     trainer.envs = [TimedEnv(env, clock) for env in trainer.envs]
-    rows = []
+    rows, grad_norms, gaps = [], [], []
     for step in range(warmup + steps):
         clock["scoring_s"] = 0.0
         if trainer.device.type == "cuda":
@@ -81,7 +124,9 @@ def measure(config: TrainConfig, steps: int, warmup: int) -> dict[str, Any]:
         started = time.perf_counter()
         batch = trainer.collect()
         collected = time.perf_counter()
-        trainer.update(batch)
+        metrics = trainer.update(batch)
+        grad_norms.append(metrics.get("charts/grad_norm", float("nan")))
+        gaps.append(metrics.get("rollout/logprob_gap_max", float("nan")))
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         updated = time.perf_counter()
@@ -100,6 +145,8 @@ def measure(config: TrainConfig, steps: int, warmup: int) -> dict[str, Any]:
     mean["generated_tokens_per_s"] = mean["generated_tokens"] / mean["generation_s"]
     mean["trained_tokens_per_s"] = mean["trained_tokens"] / mean["update_s"]
     mean["peak_memory_gib"] = peak_memory_gib(trainer.device)
+    mean["grad_norms"] = grad_norms  # every step's, warm-up included (0 when no group's rewards differ)
+    mean["logprob_gap_max"] = max((gap for gap in gaps if not math.isnan(gap)), default=math.nan)
     mean["parameters"] = sum(parameter.numel() for parameter in trainer.model.parameters())
     mean["device"] = (
         torch.cuda.get_device_name() if trainer.device.type == "cuda" else f"cpu x{torch.get_num_threads()}"

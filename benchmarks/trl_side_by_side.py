@@ -4,6 +4,8 @@
     python benchmarks/trl_side_by_side.py            # CPU: 2 rounds x (1 warm-up + 5 timed steps) each
     python benchmarks/trl_side_by_side.py --rounds 1 --steps 3 --group-size 4
     python benchmarks/trl_side_by_side.py --sft-steps 0  # random weights: every advantage is 0
+    python benchmarks/trl_side_by_side.py --model smollm2-135m-instruct --sft-steps 0 --level 1 \
+        --rounds 1 --steps 3 --max-new-tokens 48     # a real pretrained model (aipo models pull NAME)
     python benchmarks/trl_side_by_side.py --device cuda --shape qwen2-0.5b --sft-steps 0 \
         --max-new-tokens 512 --rounds 1 --steps 3   # one GPU: ~0.5B Qwen2 shape, bf16 autocast
 
@@ -122,7 +124,7 @@ def run_aipo(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]
         f"seed={arguments.seed}",
         f"output_dir={arguments.out / 'aipo_run'}",
         f"steps={arguments.warmup + arguments.steps}",
-        f"model.name_or_path={arguments.out / 'model'}",
+        f"model.name_or_path={model_dir(arguments)}",
         f"env.id={ENV_ID}",
         f"env.kwargs={json.dumps(env_kwargs(arguments))}",
         f"rollout.problems_per_step={arguments.prompts}",
@@ -238,11 +240,11 @@ def run_trl(arguments: argparse.Namespace, gate: Gate) -> dict[str, list[float]]
         gradient_checkpointing=False,
     )
     trainer = TimedGRPOTrainer(
-        model=str(arguments.out / "model"),
+        model=str(model_dir(arguments)),
         reward_funcs=correctness,
         args=config,
         train_dataset=Dataset.from_list(rows),
-        processing_class=AutoTokenizer.from_pretrained(arguments.out / "model"),
+        processing_class=AutoTokenizer.from_pretrained(model_dir(arguments)),
         callbacks=[Gated()],
     )
     trainer.train()
@@ -332,6 +334,15 @@ def summarise(runs: dict[str, list[dict[str, Any]]], arguments: argparse.Namespa
     return summary
 
 
+def model_dir(arguments: argparse.Namespace) -> Path:
+    """The directory both frameworks load: ``--model`` resolved, or the tiny model written here."""
+    if arguments.model:
+        from aipo_env import pretrained
+
+        return Path(pretrained.resolve(arguments.model))
+    return arguments.out / "model"
+
+
 def prepare_model(arguments: argparse.Namespace) -> Path:
     """The model (after its supervised warm-up, if any), saved once (reused while the settings match)."""
     import gymnasium as gym
@@ -396,6 +407,11 @@ def main() -> None:
     )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="the model's size")
     parser.add_argument(
+        "--model",
+        help="a real model instead of the tiny one: a registry name (smollm2-135m-instruct) or a directory; "
+        "full fine-tuning in float32 in both, prompts as raw text (no chat template) in both",
+    )
+    parser.add_argument(
         "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (default: known GPUs)"
     )
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -405,12 +421,15 @@ def main() -> None:
         return
     if importlib.util.find_spec("trl") is None:
         raise SystemExit('this benchmark needs TRL: pip install -e ".[bench]" (or pip install "trl>=1.16")')
+    if arguments.model and arguments.sft_steps:
+        raise SystemExit("--model trains a pretrained model as it is: add --sft-steps 0")
     if arguments.sft_steps and arguments.shape != "tiny":
         raise SystemExit(
             f"--shape {arguments.shape} is for throughput with random weights: add --sft-steps 0"
         )
     device = describe_device(arguments)
-    prepare_model(arguments)
+    if not arguments.model:
+        prepare_model(arguments)
     runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in frameworks(arguments)}
     for round_ in range(arguments.rounds):
         workers = {

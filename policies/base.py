@@ -39,6 +39,19 @@ class Action:
             )
 
 
+def turn_text(text: str, stops: Sequence[str]) -> str:
+    """The text a turn sends to the env: ``text`` cut right after the first stop string in it.
+
+    A BPE token can hold a stop string and what follows it (SmolLM2 has ``">."``, so
+    ``</consult>.`` ends in one token). Generation stops at that token and keeps its id, so the
+    learner trains on what was sampled; the env gets the turn up to the stop string, so a consult
+    still *ends* the turn (:mod:`aipo_env.protocol`). The few characters after it stay in the
+    token context only.
+    """
+    ends = [text.find(stop) + len(stop) for stop in stops if stop and stop in text]
+    return text[: min(ends)] if ends else text
+
+
 class Policy(ABC):
     """Acts in aipo environments.
 
@@ -97,6 +110,7 @@ class LearnerEncoded:
     """
 
     encoder: Any  # the learner's HFPolicy
+    stop: tuple[str, ...]  # the strings that end a turn
 
     @property
     def pad_token_id(self) -> int:
@@ -115,4 +129,4 @@ class LearnerEncoded:
     def action(self, ids: tuple[int, ...], logprobs: tuple[float, ...]) -> Action:
         """The turn of sampled ``ids`` (special tokens left out of its text) and their log-probs."""
         text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return Action(text, ids, logprobs)
+        return Action(turn_text(text, self.stop), ids, logprobs)

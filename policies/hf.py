@@ -50,7 +50,7 @@ with needs_extra("train", "policies.HFPolicy"):
     )
 
 from policies import shipped
-from policies.base import Action, Policy
+from policies.base import Action, Policy, turn_text
 from policies.decode_step import decode_step, unsupported_reason
 from policies.kv_cache import cache_argument, reserve
 
@@ -228,7 +228,7 @@ class HFPolicy(Policy):
         kept = [row[:length] for row, length in zip(tokens.tolist(), lengths.tolist(), strict=True)]
         texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
         return [
-            Action(text, tuple(ids), tuple(row[: len(ids)]))
+            Action(turn_text(text, self.stop), tuple(ids), tuple(row[: len(ids)]))
             for text, ids, row in zip(texts, kept, logprobs.tolist(), strict=True)
         ]
 
@@ -373,15 +373,6 @@ class HFPolicy(Policy):
                 triggers[: len(pieces)] = torch.tensor([any(f in piece for f in finals) for piece in pieces])
                 self._triggers = triggers
         return self._triggers if isinstance(self._triggers, torch.Tensor) else None
-
-    def _action(self, ids: torch.Tensor, logprobs: torch.Tensor, stopped_at: int | None) -> Action:
-        length = ids.shape[0] if stopped_at is None else stopped_at
-        ends = torch.isin(ids[:length], torch.tensor(self.eos_token_ids)).nonzero()
-        if len(ends):
-            length = int(ends[0, 0]) + 1
-        kept = ids[:length].tolist()
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Action(text, tuple(kept), tuple(logprobs[:length].tolist()))
 
 
 class _StopOnText(StoppingCriteria):

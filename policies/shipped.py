@@ -15,12 +15,13 @@ checks before use; ``python -m aipo.warmups NAME`` retrains it the same way (see
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from aipo_env import pretrained
 
 PREFIX = "warmup:"
 WARMUPS_DIR = Path(__file__).with_name("warmups")
-CHECKSUMS = "SHA256SUMS"
+CHECKSUMS = pretrained.CHECKSUMS
 
 
 class ShippedModelError(ValueError):
@@ -35,43 +36,30 @@ def shipped() -> list[str]:
 
 
 def resolve(source: str) -> str:
-    """``source`` itself, or for ``warmup:NAME`` the checked directory of that shipped model.
+    """The directory a model source names, checked; any other source is returned as it is.
+
+    ``warmup:NAME`` is the checked directory of that shipped model; a registry model's name
+    (``smollm2-135m-instruct``, ...) or a ``.gguf`` file is resolved by :mod:`aipo_env.pretrained`.
 
     Raises:
-        ShippedModelError: an unknown name, or files that do not match their checksums.
+        ShippedModelError: an unknown warm-up, a registry model that is not prepared, or files
+            that do not match their checksums.
     """
     if not source.startswith(PREFIX):
-        return source
+        try:
+            return pretrained.resolve(source)
+        except pretrained.ModelSourceError as error:
+            raise ShippedModelError(str(error)) from error
     name = source[len(PREFIX) :]
     directory = WARMUPS_DIR / name
     if name not in shipped():
         known = ", ".join(f"{PREFIX}{known}" for known in shipped()) or "none"
         raise ShippedModelError(f"no shipped model {source!r}; shipped: {known}")
-    wrong = [file for file, digest in _recorded(directory).items() if _digest(directory / file) != digest]
+    recorded = pretrained.recorded(directory)
+    wrong = [file for file, digest in recorded.items() if pretrained.file_digest(directory / file) != digest]
     if wrong:
         raise ShippedModelError(
             f"the shipped model {source!r} is damaged ({', '.join(wrong)} changed); retrain it with "
             f"`python -m aipo.warmups {name}` or restore {directory} from the repository"
         )
     return str(directory)
-
-
-def write_checksums(directory: Path) -> None:
-    """Record the SHA-256 of every file in ``directory`` (after it was saved)."""
-    files = sorted(path.name for path in directory.iterdir() if path.is_file() and path.name != CHECKSUMS)
-    lines = [f"{_digest(directory / name)}  {name}\n" for name in files]
-    (directory / CHECKSUMS).write_text("".join(lines), encoding="utf-8")
-
-
-def _recorded(directory: Path) -> dict[str, str]:
-    recorded = {}
-    for line in (directory / CHECKSUMS).read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        recorded[name] = digest
-    return recorded
-
-
-def _digest(path: Path) -> str:
-    if not path.is_file():
-        return "missing"
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from aipo_env import pretrained
 from aipo_env.agents.cache import ReplyCache
 from aipo_env.agents.config import AgentConfig, TransformersBackend
 from aipo_env.agents.model_agent import Completion, ModelAgent
@@ -49,6 +50,9 @@ class TransformersAgent(ModelAgent):
         require_extra("train", "an agent with backend kind 'transformers'")
         super().__init__(name, config, cache)
         self.backend: TransformersBackend = config.backend
+        # a registry model's name or a .gguf file becomes its checked directory now: an unprepared
+        # name fails here, in one line, not at the first consult
+        self._source = pretrained.resolve(config.backend.model)
         self.batches = 0  # generate() calls so far; with stats.requests it shows how well batching works
         self._queue: queue.Queue[Any] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -119,12 +123,12 @@ class TransformersAgent(ModelAgent):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.backend.model)
+        tokenizer = AutoTokenizer.from_pretrained(self._source)
         tokenizer.padding_side = "left"  # generated tokens must follow every prompt directly
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         dtype = "auto" if self.backend.dtype == "auto" else getattr(torch, self.backend.dtype)
-        model = AutoModelForCausalLM.from_pretrained(self.backend.model, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(self._source, dtype=dtype)
         self._model = model.to(self.backend.device).eval()
         self._tokenizer = tokenizer
 

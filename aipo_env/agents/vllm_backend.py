@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from aipo_env import pretrained
 from aipo_env.agents.cache import ReplyCache
 from aipo_env.agents.config import AgentConfig, VLLMBackend
 from aipo_env.agents.model_agent import Completion, ModelAgent
@@ -62,7 +63,7 @@ class VLLMAgent(ModelAgent):
         with self._lock:
             if self._engine is None:
                 self._engine = LLM(
-                    model=self.backend.model,
+                    model=pretrained.resolve(self.backend.model),
                     tensor_parallel_size=self.backend.tensor_parallel_size,
                     gpu_memory_utilization=self.backend.gpu_memory_utilization,
                     max_model_len=self.backend.max_model_len,

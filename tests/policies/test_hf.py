@@ -6,6 +6,7 @@ import torch
 
 import aipo_env  # noqa: F401  (registers the ids)
 from policies import HFPolicy
+from policies.base import turn_text
 from policies.hf import _StopOnText
 
 PRINTABLE = tuple(chr(code) for code in range(33, 127))
@@ -74,12 +75,14 @@ def test_stop_strings_in_the_prompt_do_not_stop_generation(policy: HFPolicy) -> 
     assert stopper(ids, torch.zeros(1)).all() and stopper.stopped_at == {0: len(tail)}
 
 
-def test_a_turn_ends_at_eos(policy: HFPolicy) -> None:
-    eos = policy.tokenizer.eos_token_id
-    ids = torch.tensor([70, 71, eos, 72, 73])
-    action = policy._action(ids, torch.zeros(5), None)
-    assert action.token_ids == (70, 71, eos)
-    assert action.text == policy.tokenizer.decode([70, 71])
+def test_the_env_gets_the_turn_up_to_the_stop_string_that_ended_it() -> None:
+    # a BPE token can hold the stop string and what follows (SmolLM2's ">."): the ids keep it all,
+    # the text sent to the env ends at the stop string, so the consult still ends the turn
+    assert turn_text('Hm. <consult agent="verify">1+1=2?</consult>.', ["</consult>"]) == (
+        'Hm. <consult agent="verify">1+1=2?</consult>'
+    )
+    assert turn_text("a</b>c</consult>d", ["</consult>", "</b>"]) == "a</b>"
+    assert turn_text("no stop here", ["</consult>"]) == "no stop here"
 
 
 def test_greedy_generation_is_deterministic(policy: HFPolicy) -> None:
