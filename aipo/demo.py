@@ -13,10 +13,14 @@ For every seed:
 2. **Arms.** From that model, each arm trains with the same seed, problem stream and budget:
    RL arms are ``aipo train`` configs; the ``sft`` arm is the learnability control
    (:mod:`aipo.demo_control`).
-3. **Evaluation alone.** The warm-up model and every arm play held-out problems (the first arm's
-   env, ``split="test"``, recorded as ``settings.demo.eval_env``) with consults off, ``samples``
-   times each: accuracy, pass@k, and how many problems the warm-up never solved each model solves
-   at least once. Learning curves (:mod:`aipo.demo_curve`) add the skill's key-token log-probs.
+3. **Evaluation alone.** The warm-up model and every arm play, with consults off and ``samples``
+   times each, the whole held-out split (the first arm's env, ``split="test"``, recorded as
+   ``settings.demo.eval_env``) and a shifted split (``eval.shifted``, e.g. 3 operations where
+   training had 2: ``settings.demo.shifted_env``): accuracy, pass@k, and how many problems the
+   warm-up never solved each model solves at least once. Across seeds, 95% bootstrap intervals of
+   each model's accuracy and of AIPO's paired differences (:mod:`aipo.demo_intervals`) say which
+   differences are distinguishable from 0. Learning curves (:mod:`aipo.demo_curve`) add the
+   skill's key-token log-probs.
 
 Results go to ``output_dir``: ``demo.json`` (every number and setting), ``results.md`` (the
 tables), ``learning_curves.png`` and ``pass_at_k.png``; per-seed runs under ``seed-N/``, each
@@ -27,16 +31,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from aipo.demo_config import DemoConfig, arm_config, eval_env, rl_arms
+from aipo.demo_config import DemoConfig, arm_config, eval_env, eval_splits, rl_arms
 from aipo.demo_curve import HeldOutCurve
 from aipo.demonstrations import ARITHMETIC, warmup_demonstrations
-from algorithms.evaluation import EvalResult, evaluate
+from algorithms.evaluation import EvalResult, evaluate, spread_problems
 from algorithms.models import load_policy
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup
@@ -48,6 +53,7 @@ WARMUP = "warm-up"
 
 def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
     """Run the whole experiment as ``config`` says, write the outputs, return the results dict."""
+    from aipo.demo_intervals import split_intervals
     from aipo.demo_report import paired_differences, summarise_seeds, write_outputs
 
     torch.set_num_threads(config.threads)
@@ -68,6 +74,7 @@ def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
         "seeds": seeds,
         "summary": summarise_seeds(seeds, [WARMUP, *config.arms]),
         "paired": paired_differences(seeds, [WARMUP, *config.arms]),
+        "intervals": split_intervals(seeds, [WARMUP, *config.arms], config.eval.bootstrap),
         "wall_seconds": time.perf_counter() - started,
         # CPU time tells what the run costs on an idle machine; wall time depends on the load.
         "cpu_seconds": time.process_time() - cpu_started,
@@ -86,23 +93,24 @@ def run_seed(config: DemoConfig, seed: int, log: Any = print) -> dict[str, Any]:
     easy = {**warmup_env_kwargs(config), "split": "test"}  # the warm-up's own levels, held out
     max_new = arm_config(config, rl_arms(config)[0], seed, warmup_dir).rollout.max_new_tokens
     warm = _load(config, warmup_dir, max_new)
+    easy_problems = list(range(config.eval.easy_problems))
     out: dict[str, Any] = {
         WARMUP: {
             "sft_loss": [point["loss"] for point in history],
-            "easy": _evaluate(config, warm, ARITHMETIC, easy, config.eval.easy_problems, seed).accuracy,
+            "easy": _evaluate(config, warm, {"id": ARITHMETIC, "kwargs": easy}, easy_problems, seed).accuracy,
         }
     }
-    warm_result = _evaluate(config, warm, held_out["id"], held_out["kwargs"], config.eval.problems, seed)
-    out[WARMUP].update(_numbers(warm_result, warm_result))
+    numbers, warm_results = evaluate_alone(config, warm, seed)
+    out[WARMUP].update(numbers)
     curve_start = _curve(config, held_out, seed)
     if config.eval.curve_every:
         curve_start.measure(warm, 0)
     out[WARMUP]["curve"] = curve_start.points
     out[WARMUP]["seconds"] = time.perf_counter() - started  # the warm-up and its evaluations
-    log(f"   warm-up: easy accuracy {out[WARMUP]['easy']:.3f}, held-out accuracy {warm_result.accuracy:.3f}")
+    log(f"   warm-up: easy accuracy {out[WARMUP]['easy']:.3f}, {_accuracies(out[WARMUP])}")
     for arm in config.arms:
-        out[arm] = run_arm(config, arm, seed, warmup_dir, curve_start.points, warm_result)
-        log(f"   {arm}: held-out accuracy {out[arm]['accuracy']:.3f} (alone), pass@{config.eval.samples} "
+        out[arm] = run_arm(config, arm, seed, warmup_dir, curve_start.points, warm_results)
+        log(f"   {arm}: {_accuracies(out[arm])} (alone), held-out pass@{config.eval.samples} "
             f"{out[arm]['pass_at_k'][str(config.eval.samples)]:.3f}")  # fmt: skip
     return out
 
@@ -113,9 +121,12 @@ def run_arm(
     seed: int,
     warmup_dir: Path | str,
     curve_start: list[dict[str, float]],
-    warm_result: EvalResult,
+    warm_results: Mapping[str, EvalResult],
 ) -> dict[str, Any]:
-    """Train arm ``arm`` for ``seed`` from the warm-up and evaluate it alone; its entry of ``seed.json``."""
+    """Train arm ``arm`` for ``seed`` from the warm-up and evaluate it alone; its entry of ``seed.json``.
+
+    ``warm_results``: the warm-up's evaluation per split (:func:`evaluate_alone`).
+    """
     started = time.perf_counter()
     spec, held_out = config.arms[arm], eval_env(config)
     if spec.kind == "sft":
@@ -138,9 +149,27 @@ def run_arm(
         final = train.output_dir / "final"
         extra = {"curve": curve.points, "training": _training_log(train.output_dir / "metrics.jsonl")}
     max_new = arm_config(config, rl_arms(config)[0], seed, warmup_dir).rollout.max_new_tokens
-    result = _evaluate(config, _load(config, final, max_new), held_out["id"], held_out["kwargs"],
-                       config.eval.problems, seed)  # fmt: skip
-    return {**_numbers(result, warm_result), **extra, "seconds": time.perf_counter() - started}
+    numbers, _ = evaluate_alone(config, _load(config, final, max_new), seed, warm_results)
+    return {**numbers, **extra, "seconds": time.perf_counter() - started}
+
+
+def evaluate_alone(
+    config: DemoConfig, policy: HFPolicy, seed: int, warm: Mapping[str, EvalResult] | None = None
+) -> tuple[dict[str, Any], dict[str, EvalResult]]:
+    """``policy`` alone on every split of :func:`~aipo.demo_config.eval_splits`: its numbers and results.
+
+    The held-out split's numbers (:func:`_numbers`) are the top level, the shifted split's are
+    under ``"shifted"``. ``warm``: the warm-up's results per split (``None``: ``policy`` is it).
+    """
+    results = {
+        name: _evaluate(config, policy, env, spread_problems(env["id"], env["kwargs"], problems), seed)
+        for name, (env, problems) in eval_splits(config).items()
+    }
+    warm = warm or results
+    numbers = _numbers(results["held_out"], warm["held_out"])
+    if "shifted" in results:
+        numbers["shifted"] = _numbers(results["shifted"], warm["shifted"])
+    return numbers, results
 
 
 def warmup_model(
@@ -208,7 +237,10 @@ def settings_of(config: DemoConfig) -> dict[str, Any]:
         )
         for arm in rl_arms(config)
     }
-    demo = {**config.model_dump(mode="json"), "eval_env": eval_env(config)}
+    splits = eval_splits(config)
+    demo = {**config.model_dump(mode="json"), "eval_env": splits["held_out"][0]}
+    if "shifted" in splits:
+        demo["shifted_env"] = splits["shifted"][0]
     return {"demo": demo, "arms": arms, "torch": torch.__version__}
 
 
@@ -217,15 +249,20 @@ def _load(config: DemoConfig, path: Path, max_new_tokens: int) -> HFPolicy:
     return load_policy(model, torch.device("cpu"), trainable=False, max_new_tokens=max_new_tokens)
 
 
-def _evaluate(
-    config: DemoConfig, policy: HFPolicy, env_id: str, env_kwargs: dict, problems: int, seed: int
-) -> EvalResult:
+def _evaluate(config: DemoConfig, policy: HFPolicy, env: dict, problems: list[int], seed: int) -> EvalResult:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return evaluate(
-            policy, env_id, env_kwargs, problems=range(problems), samples=config.eval.samples,
+            policy, env["id"], env["kwargs"], problems=problems, samples=config.eval.samples,
             batch_size=config.eval.batch_size, progress=config.progress,
         )  # fmt: skip
+
+
+def _accuracies(numbers: Mapping[str, Any]) -> str:
+    shifted = numbers.get("shifted")
+    return f"held-out accuracy {numbers['accuracy']:.3f}" + (
+        f", shifted {shifted['accuracy']:.3f}" if shifted else ""
+    )
 
 
 def _numbers(result: EvalResult, warm: EvalResult) -> dict[str, Any]:
@@ -238,6 +275,7 @@ def _numbers(result: EvalResult, warm: EvalResult) -> dict[str, Any]:
         "consults_attempted": result.consults_attempted,
         "outside_warmup": len(outside),
         "solved_outside_warmup": solved_outside,
+        "problems": [p.index for p in result.problems],
         "per_problem_correct": [p.correct for p in result.problems],
     }
 

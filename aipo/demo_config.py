@@ -13,7 +13,7 @@ arms' train problems, as many solution tokens as the helper tokens that arm ``ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -62,12 +62,30 @@ class WarmupConfig(_Strict):
 
 
 class DemoEvalConfig(_Strict):
-    """Held-out evaluation, consults off."""
+    """Evaluation alone (consults off) on the held-out split and the shifted split, with 95% intervals.
 
-    problems: int = Field(
-        48, ge=1, description="Test-split problems of the evaluation env (the first arm's)."
+    A sample of N problems is spread evenly over its split (:func:`algorithms.evaluation.spread_problems`),
+    the same problems for every model and seed.
+    """
+
+    problems: int | None = Field(
+        None,
+        ge=1,
+        description="Test-split problems of the evaluation env (the first arm's): null, every one; "
+        "N, N of them spread over the split.",
     )
-    samples: int = Field(64, ge=1, description="Episodes per problem (pass@k for k = 1..samples).")
+    samples: int = Field(16, ge=1, description="Episodes per problem (pass@k for k = 1..samples).")
+    shifted: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The shifted split: these keywords over the evaluation env's, e.g. {operations: 3} "
+        "(longer chains than any train problem, test split); empty: none.",
+    )
+    shifted_problems: int | None = Field(
+        300, ge=1, description="Problems of the shifted split (null: every one), spread over it."
+    )
+    bootstrap: int = Field(
+        10_000, ge=100, description="Bootstrap resamples of the 95% intervals (algorithms/bootstrap.py)."
+    )
     easy_problems: int = Field(
         32, ge=1, description="Test-split problems of the easy levels (warm-up check)."
     )
@@ -214,3 +232,17 @@ def eval_env(demo: DemoConfig) -> dict:
     """
     first = arm_config(demo, rl_arms(demo)[0], demo.seeds[0], "warmup")
     return {"id": first.env.id, "kwargs": {**first.env.kwargs, "split": "test"}}
+
+
+def eval_splits(demo: DemoConfig) -> dict[str, tuple[dict, int | None]]:
+    """The splits every model is evaluated on: name -> (``{"id", "kwargs"}``, problems).
+
+    ``held_out`` is :func:`eval_env`; ``shifted`` (when ``eval.shifted`` is set) is the same env with
+    ``eval.shifted`` over its keywords, recorded as ``settings.demo.shifted_env``.
+    """
+    held_out = eval_env(demo)
+    splits = {"held_out": (held_out, demo.eval.problems)}
+    if demo.eval.shifted:
+        shifted = {"id": held_out["id"], "kwargs": {**held_out["kwargs"], **demo.eval.shifted}}
+        splits["shifted"] = (shifted, demo.eval.shifted_problems)
+    return splits

@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from algorithms.evaluation import evaluate
+from algorithms.evaluation import evaluate, spread_problems
 from algorithms.forward import token_logprobs
 from policies.hf import HFPolicy
 
@@ -33,7 +33,8 @@ class HeldOutCurve:
     """A trainer callback: held-out accuracy alone (consults off) every ``every`` steps, and key-token log-probs.
 
     The evaluation runs under a forked torch random state seeded by ``(seed, step)``, so the
-    training run is the same with or without the curve and every arm is measured alike.
+    training run is the same with or without the curve and every arm is measured alike. Its
+    ``problems`` are spread over the split (:func:`~algorithms.evaluation.spread_problems`).
     """
 
     def __init__(
@@ -47,7 +48,8 @@ class HeldOutCurve:
         batch_size: int = 256,
     ) -> None:
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs)
-        self.problems, self.samples, self.every, self.seed = problems, samples, every, seed
+        self.problems = spread_problems(env_id, env_kwargs, problems)
+        self.samples, self.every, self.seed = samples, every, seed
         self.batch_size = batch_size
         self.points: list[dict[str, float]] = []
         self.key_contexts = key_contexts(env_kwargs, problems) if env_id == RULE_ENV else []
@@ -56,7 +58,7 @@ class HeldOutCurve:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + step)
             result = evaluate(
-                policy, self.env_id, self.env_kwargs, problems=range(self.problems), samples=self.samples,
+                policy, self.env_id, self.env_kwargs, problems=self.problems, samples=self.samples,
                 batch_size=self.batch_size, progress=False,
             )  # fmt: skip
         point = {"step": step, "accuracy": result.accuracy}
@@ -70,16 +72,18 @@ class HeldOutCurve:
 
 
 def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str, Any]]:
-    """For the first ``problems`` test problems that start by doubling: the prompt, the segments after it
-    (alone: ``Step 1: ``; in a reply: the consult, then the reply up to ``Step 1: ``) and the key text."""
+    """For ``problems`` test problems that start by doubling, spread over those of the split: the prompt,
+    the segments after it (alone: ``Step 1: ``; in a reply: the consult, then the reply up to
+    ``Step 1: ``) and the key text."""
     kwargs = {**env_kwargs, "split": "test"}
     alone = gym.make(RULE_ENV, **{**kwargs, "consult": "off"})
     consulting = gym.make(RULE_ENV, **{**kwargs, "consult": "agents"})
+    task = alone.unwrapped.task
+    doubling = [i for i in range(len(task)) if task.problem(i).metadata["operations"][0][0] == "double"]
+    count = min(problems, len(doubling))
     found = []
-    for index in range(len(alone.unwrapped.task)):
-        problem = alone.unwrapped.task.problem(index)
-        if problem.metadata["operations"][0][0] != "double":
-            continue
+    for index in [doubling[j * len(doubling) // count] for j in range(count)]:
+        problem = task.problem(index)
         key = problem.steps[0].split(" =")[0]  # "v + v"
         prompt, _ = alone.reset(options={"index": index})
         consulting.reset(options={"index": index})
@@ -87,8 +91,6 @@ def key_contexts(env_kwargs: Mapping[str, Any], problems: int) -> list[dict[str,
         start = len(prompt) + len(CONSULT)
         reply = transcript[start : transcript.index("Step 1: ", start) + len("Step 1: ")]
         found.append({"prompt": prompt, "alone": ["Step 1: "], "in_reply": [CONSULT, reply], "key": key})
-        if len(found) == problems:
-            break
     alone.close()
     consulting.close()
     return found

@@ -1,4 +1,4 @@
-"""The demo's outputs: mean and spread over seeds, the markdown table, the plots, the summary.
+"""The demo's outputs: mean and spread over seeds, the markdown tables, the plots, the summary.
 
 Spread is the sample standard deviation over seeds (0 for one seed) and the per-seed values
 are listed next to it, so nothing is hidden behind an average. The paired table compares AIPO
@@ -6,7 +6,9 @@ with each other model seed by seed (same seed, same problems):
 
     d_s = m_s(aipo) - m_s(baseline),   reported as mean ± std of d and #{s : d_s > 0}
 
-for m = the accuracy alone and m = pass@n (n samples per problem: the boundary).
+for m = the accuracy alone and m = pass@n (n samples per problem: the boundary). The 95% bootstrap
+intervals over seeds and problems, and which differences they distinguish from 0, are
+:mod:`aipo.demo_intervals`'s.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aipo.demo_intervals import PAIRED_WITH, interval_tables
+
 TABLE_KS = (4, 16)  # pass@1 is the accuracy alone
-PAIRED_WITH = "aipo"
 
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
@@ -119,8 +122,10 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     demo = results["settings"]["demo"]
     lines.append("")
     held_out = demo.get("eval_env", {}).get("id", "the arms' env")
+    first = next(iter(results["seeds"].values()))
+    problems = len(next(iter(first.values()))["per_problem_correct"])
     lines.append(
-        f"Held-out problems of {held_out} (test split), consults off: {demo['eval']['problems']} problems x "
+        f"Held-out problems of {held_out} (test split), consults off: {problems} problems x "
         f'{demo["eval"]["samples"]} samples, mean ± std over {seeds} seed(s). "Solved beyond warm-up": '
         "problems the warm-up model never solved in any sample that the model solves at least once."
     )
@@ -137,8 +142,8 @@ def write_outputs(results: Mapping[str, Any], directory: Path) -> dict[str, Path
         "pass_at_k": directory / "pass_at_k.png",
     }
     paths["json"].write_text(json.dumps(results, indent=1))
-    paired = paired_table(results)
-    paths["table"].write_text(markdown_table(results) + ("\n" + paired if paired else ""))
+    tables = [markdown_table(results), interval_tables(results), paired_table(results)]
+    paths["table"].write_text("\n".join(table for table in tables if table))
     plot_learning_curves(results, paths["curves"])
     plot_pass_at_k(results, paths["pass_at_k"])
     return paths
@@ -213,10 +218,10 @@ def plot_pass_at_k(results: Mapping[str, Any], path: Path) -> None:
 
 def summary_text(results: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     """The one-screen summary printed at the end of ``aipo demo``."""
-    lines = [markdown_table(results).rstrip(), ""]
-    paired = paired_table(results)
-    if paired:
-        lines += [paired.rstrip(), ""]
+    lines = []
+    for table in (markdown_table(results), interval_tables(results), paired_table(results)):
+        if table:
+            lines += [table.rstrip(), ""]
     minutes, cpu = results["wall_seconds"] / 60, results.get("cpu_seconds", 0.0) / 60
     lines.append(f"wall time {minutes:.1f} min (CPU time {cpu:.1f} min)")
     per_seed = results.get("seed_seconds", {})

@@ -87,19 +87,27 @@ class ArithmeticRuleEnv(ReasoningEnv):
 
     * ``operations``: 1, 2 (default) or 3 operations per chain, at least one of them doubling.
     * ``split``: ``"train"`` or ``"test"``; ``test_share``: the test split's share (default 1/3).
+    * ``max_start``: the largest start value (default 9: start digits). ``aipo demo`` takes
+      ``max_start=18, test_share=0.5`` for 345 held-out problems with 2 operations.
     * every :class:`~aipo_env.core.ReasoningEnv` keyword.
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. ``max_start`` was added later; its default asks the same questions in
+      the same splits as before, so the id was kept.
     """
 
     def __init__(
-        self, operations: int = 2, split: str = "train", test_share: float = 1 / 3, **env_kwargs: Any
+        self,
+        operations: int = 2,
+        split: str = "train",
+        test_share: float = 1 / 3,
+        max_start: int = 9,
+        **env_kwargs: Any,
     ) -> None:
         from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
 
-        super().__init__(ArithmeticRuleTask(operations, split, test_share), **env_kwargs)
+        super().__init__(ArithmeticRuleTask(operations, split, test_share, max_start), **env_kwargs)
 
 
 class MathEnv(ReasoningEnv):

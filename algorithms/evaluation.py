@@ -18,6 +18,7 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 from tqdm.auto import tqdm
 
 import aipo_env  # noqa: F401  (registers the env ids)
@@ -31,6 +32,21 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if not 0 <= c <= n or not 1 <= k <= n:
         raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def spread_problems(env_id: str, env_kwargs: Mapping[str, Any] | None, count: int | None) -> list[int]:
+    """``count`` problem indices spread evenly over the env's ``N`` problems, or all ``N``.
+
+    Index ``j`` is ``floor(j * N / count)`` for ``j = 0..count-1``, so a sample of a dataset
+    enumerated in order (such as the rule task's, start by start) covers all of it; ``count``
+    ``None`` or at least ``N`` gives ``0..N-1``.
+    """
+    env = gym.make(env_id, **dict(env_kwargs or {}))
+    size = len(env.unwrapped.task)
+    env.close()
+    if count is None or count >= size:
+        return list(range(size))
+    return [j * size // count for j in range(count)]
 
 
 @dataclass

@@ -14,17 +14,21 @@ is shown in full by the helpers and nowhere else. It carries over to new operand
 held-out problems (``split="test"``) are questions that no train problem asks: solving them alone
 means the rule was learned, not the answers.
 
-Every chain of ``operations`` operations on a start in 1-9 that doubles at least once is a
-problem (``add d`` and ``subtract d`` take a digit ``d``). Each question goes to the test split
-when the SHA-256 of its text falls below ``test_share``, so the splits are disjoint, stable across
-machines and independent of the order of enumeration.
+Every chain of ``operations`` operations on a start in ``1..max_start`` (digits by default) that
+doubles at least once is a problem (``add d`` and ``subtract d`` take a digit ``d``). Each
+question goes to the test split when the SHA-256 of its text falls below ``test_share``, so the
+splits are disjoint, stable across machines and independent of the order of enumeration: a
+question keeps its split when ``max_start`` grows, and a test question stays one when
+``test_share`` grows. The demo's evaluation (``max_start=18, test_share=0.5``: 321 train and 345
+test problems with 2 operations) keeps its start values within the numbers the warm-up reads: its
+level-2 chains write left operands up to 18.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from functools import cached_property
+from functools import cache
 
 from aipo_env.tasks.arithmetic import VERBS, chain_question, integer_score, worked_steps
 from aipo_env.tasks.arithmetic import written_step as arithmetic_step
@@ -34,40 +38,39 @@ DOUBLE = "double"
 #: the operations of a chain: ("double", 0) or ("+"/"-", digit)
 _OPERATIONS = [(DOUBLE, 0)] + [(operator, digit) for operator in "+-" for digit in range(1, 10)]
 _VERBS = {**VERBS, DOUBLE: "double it"}
+Chain = tuple[tuple[str, int], ...]
 
 
 class ArithmeticRuleTask(Task):
     """Chains of ``operations`` operations with at least one "double it".
 
     Args:
-        operations: operations per chain, 1 to 3 (1: 9 problems, 2: 333, 3: 9243 in both
-            splits together).
+        operations: operations per chain, 1 to 3; both splits together hold
+            ``max_start * (19**operations - 18**operations)`` problems (max_start 9: 9, 333, 9243).
         split: ``"train"`` or ``"test"``.
         test_share: the share of questions that go to the test split, in ``(0, 1)``.
+        max_start: the largest start value (starts are ``1..max_start``).
     """
 
     name = "arithmetic_rule"
 
-    def __init__(self, operations: int = 2, split: str = "train", test_share: float = 1 / 3) -> None:
+    def __init__(
+        self, operations: int = 2, split: str = "train", test_share: float = 1 / 3, max_start: int = 9
+    ) -> None:
         if operations not in (1, 2, 3):
             raise ValueError(f"operations must be 1, 2 or 3, got {operations!r}")
         if split not in {"train", "test"}:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if not 0.0 < test_share < 1.0:
             raise ValueError(f"test_share must be in (0, 1), got {test_share}")
+        if max_start < 1:
+            raise ValueError(f"max_start must be at least 1, got {max_start}")
         self.operations, self.split, self.test_share = operations, split, test_share
+        self.max_start = max_start
 
-    @cached_property
-    def _chains(self) -> list[tuple[int, tuple[tuple[str, int], ...]]]:
-        chains = []
-        for start in range(1, 10):
-            for chain in itertools.product(_OPERATIONS, repeat=self.operations):
-                doubles = any(operator == DOUBLE for operator, _ in chain)
-                if doubles and in_test_split(question(start, chain), self.test_share) == (
-                    self.split == "test"
-                ):
-                    chains.append((start, chain))
-        return chains
+    @property
+    def _chains(self) -> tuple[tuple[int, Chain], ...]:
+        return split_chains(self.operations, self.split, self.test_share, self.max_start)
 
     def __len__(self) -> int:
         return len(self._chains)
@@ -91,7 +94,25 @@ class ArithmeticRuleTask(Task):
         return integer_score(problem, response)
 
 
-def question(start: int, chain: tuple[tuple[str, int], ...]) -> str:
+@cache
+def split_chains(
+    operations: int, split: str, test_share: float, max_start: int
+) -> tuple[tuple[int, Chain], ...]:
+    """The ``(start, chain)`` of every problem of a split, in enumeration order.
+
+    Cached: an evaluation builds hundreds of envs on one split, and hashing the 18,486 questions of
+    3 operations for each would cost more than playing them.
+    """
+    chains = []
+    for start in range(1, max_start + 1):
+        for chain in itertools.product(_OPERATIONS, repeat=operations):
+            doubles = any(operator == DOUBLE for operator, _ in chain)
+            if doubles and in_test_split(question(start, chain), test_share) == (split == "test"):
+                chains.append((start, chain))
+    return tuple(chains)
+
+
+def question(start: int, chain: Chain) -> str:
     """The problem's text, in the words of :mod:`aipo_env.tasks.arithmetic`'s problems."""
     return chain_question(start, chain, _VERBS)
 

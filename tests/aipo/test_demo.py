@@ -20,6 +20,7 @@ TINY_BUDGET = [
     "warmup.steps=3",
     "warmup.batch_size=8",
     "eval.problems=3",
+    "eval.shifted_problems=3",
     "eval.samples=16",
     "eval.easy_problems=2",
     "eval.curve_every=1",
@@ -56,6 +57,8 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
         "id": "aipo/ArithmeticRule-v0",
         "kwargs": {**arms["grpo_alone"]["env"]["kwargs"], "split": "test"},  # the first arm
     }
+    shifted_env = saved["settings"]["demo"]["shifted_env"]
+    assert shifted_env["kwargs"] == {**saved["settings"]["demo"]["eval_env"]["kwargs"], "operations": 3}
     for model, numbers in saved["summary"].items():
         assert set(numbers["pass_at_k"]) == {str(k) for k in range(1, 17)}, model
         curve = [numbers["pass_at_k"][str(k)]["mean"] for k in range(1, 17)]
@@ -66,6 +69,25 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     assert saved["paired"]["grpo"]["mean"] == pytest.approx(
         seed["aipo"]["accuracy"] - seed["grpo"]["accuracy"]
     )
+    # every model played the same problems of both splits; each has an interval around its accuracy
+    assert len({tuple(seed[model]["problems"]) for model in seed}) == 1
+    assert len({tuple(seed[model]["shifted"]["problems"]) for model in seed}) == 1
+    assert len(seed["aipo"]["shifted"]["per_problem_correct"]) == 3
+    intervals = saved["intervals"]
+    assert intervals["held_out"]["problems"] == 3 and intervals["shifted"]["samples"] == 16
+    for split, numbers in (("held_out", lambda run: run), ("shifted", lambda run: run["shifted"])):
+        for model in ("warm-up", *ARMS):
+            accuracy = intervals[split]["models"][model]["accuracy"]
+            assert accuracy["estimate"] == pytest.approx(numbers(seed[model])["accuracy"])
+            assert 0.0 <= accuracy["low"] <= accuracy["estimate"] <= accuracy["high"] <= 1.0
+        paired = intervals[split]["paired"]["grpo"]["accuracy"]
+        assert paired["estimate"] == pytest.approx(
+            numbers(seed["aipo"])["accuracy"] - numbers(seed["grpo"])["accuracy"]
+        )
+        assert paired["distinguishable"] == (paired["low"] > 0 or paired["high"] < 0)
+        assert paired["verdict"] == (
+            "distinguishable from 0" if paired["distinguishable"] else "not distinguishable"
+        )
     run = seed["aipo"]
     assert [point["step"] for point in run["curve"]] == [0, 1, 2]
     assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
@@ -80,6 +102,8 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     table = (out / "results.md").read_text()
     assert all(f"| {model} |" in table for model in ("warm-up", *ARMS))
     assert "pass@16" in table and "aipo − grpo " in table and "wall time" in result.output
+    assert "shifted accuracy" in table and "| aipo − baseline, shifted |" in table
+    assert "distinguishable" in table and "distinguishable" in result.output
 
     # a saved model re-evaluated with `aipo eval` on other problems of the recorded split
     held_out = saved["settings"]["demo"]["eval_env"]
@@ -114,20 +138,31 @@ def test_the_earlier_experiment_runs_with_a_fresh_warmup(tmp_path: Path) -> None
     assert set(saved["summary"]) == {"warm-up", "grpo", "aipo"}
 
 
-def test_held_out_problems_come_from_the_test_split_and_no_arm_trains_on_them(tmp_path: Path) -> None:
-    from aipo.demo_config import eval_env, rl_arms
-    from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
+def test_every_model_plays_300_held_out_problems_and_a_shifted_split_that_no_arm_trains_on(
+    tmp_path: Path,
+) -> None:
+    import gymnasium as gym
+
+    from aipo.demo_config import eval_splits, rl_arms
+    from algorithms.evaluation import spread_problems
+
+    def questions(env: dict) -> list[str]:
+        task = gym.make(env["id"], **env["kwargs"]).unwrapped.task
+        return [task.problem(index).question for index in range(len(task))]
 
     demo = load_demo_config(EXAMPLES / "demo.yaml")
-    held_out = eval_env(demo)
+    (held_out, problems), (shifted, shifted_problems) = eval_splits(demo).values()
     assert held_out["id"] == "aipo/ArithmeticRule-v0" and held_out["kwargs"]["split"] == "test"
-    operations = held_out["kwargs"]["operations"]
-    test = {ArithmeticRuleTask(operations, "test").problem(i).question for i in range(demo.eval.problems)}
+    test = questions(held_out)
+    assert len(spread_problems(held_out["id"], held_out["kwargs"], problems)) == len(test) >= 300  # all
+    assert shifted["kwargs"] == {**held_out["kwargs"], "operations": 3}
+    assert len(spread_problems(shifted["id"], shifted["kwargs"], shifted_problems)) >= 300
+    shifted_test = set(questions(shifted))
     for arm in rl_arms(demo):
         train = arm_config(demo, arm, 0, tmp_path)
         assert train.env.id == held_out["id"] and train.env.kwargs["split"] == "train", arm
-        task = ArithmeticRuleTask(train.env.kwargs["operations"], "train")
-        assert not test & {task.problem(i).question for i in range(len(task))}, arm
+        asked = set(questions({"id": train.env.id, "kwargs": train.env.kwargs}))
+        assert not set(test) & asked and not shifted_test & asked, arm
 
 
 def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:

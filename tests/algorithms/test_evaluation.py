@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from algorithms.evaluation import evaluate, pass_at_k, write_result
+from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
+from algorithms.evaluation import evaluate, pass_at_k, spread_problems, write_result
 from policies import ConsultFirst, NeverConsult
 
 
@@ -63,3 +64,13 @@ def _solve(observation: str) -> str:
             else start * value
         )
     return f"\\boxed{{{start}}}"
+
+
+def test_a_sample_of_problems_spreads_over_the_whole_dataset() -> None:
+    kwargs = {"operations": 2, "split": "test"}  # 116 problems, enumerated start by start
+    sample = spread_problems("aipo/ArithmeticRule-v0", kwargs, 10)
+    assert sample == [0, 11, 23, 34, 46, 58, 69, 81, 92, 104]
+    task = ArithmeticRuleTask(2, "test")
+    assert {task.problem(index).metadata["start"] for index in sample} >= {1, 5, 9}  # not the first 10
+    assert spread_problems("aipo/ArithmeticRule-v0", kwargs, None) == list(range(116))
+    assert spread_problems("aipo/ArithmeticRule-v0", kwargs, 500) == list(range(116))
