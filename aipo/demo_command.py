@@ -31,12 +31,12 @@ def command(
     ablation: bool = typer.Option(
         False,
         "--ablation",
-        help="Run the AIPO arm under every helper-token mode (mask, raw, luffy, aipo) instead.",
+        help="Run the AIPO arm under every helper-token mode (mask, raw, luffy, aipo, own_voice) instead.",
     ),
     scripted: bool = typer.Option(False, "--scripted", help="Only play one scripted consulting episode."),
     level: int = typer.Option(4, help="--scripted: difficulty level of the episode."),
 ) -> None:
-    """The capability-boundary experiment: a skill only the helpers show, GRPO / AIPO / trajectory guidance / a supervised control, evaluation alone.
+    """The capability-boundary experiment: a skill only the helpers show, GRPO / AIPO / AIPO in the policy's own voice / trajectory guidance / a supervised control, evaluation alone.
 
     Writes output_dir (results/demo/: demo.json, results.md, learning_curves.png, pass_at_k.png) and prints
     a summary.

@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from algorithms.config import ModelConfig, TrainConfig, _Strict, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-AGENT_MODES = ("mask", "raw", "luffy", "aipo")
+AGENT_MODES = ("mask", "raw", "luffy", "aipo", "own_voice")
 
 
 class WarmupConfig(_Strict):

@@ -10,7 +10,10 @@ doubling ``v``. Their log-probability is measured in two contexts:
 
 ``log p(key | context) = sum_t log pi_theta(key_t | context, key_<t)``, averaged over problems.
 A rise in the reply that does not show alone means the helper-token learning stays tied to
-the feedback context.
+the feedback context. The own-voice arm (``loss.agent_mode=own_voice``, :mod:`algorithms.own_voice`)
+learns a guided episode's reply in the first context: the prompt, then the reply where the policy
+writes (``Step 1: v + v = ...``), the same tokens for the shipped byte-level warm-up; the second is
+then context it never learns in.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ class TokenizedEpisode:
         group: the group (problem) the episode belongs to.
         unaligned_agent_segments: helper segments whose reported log-probs could not be placed
             on the policy's tokens (their tokens got ``0``; see :mod:`algorithms.helper_logprobs`).
+        segment_spans: per segment of ``record``, its tokens ``[start, end)`` in ``token_ids``
+            (empty when the episode was not tokenized segment by segment).
     """
 
     token_ids: list[int]
@@ -42,6 +44,7 @@ class TokenizedEpisode:
     record: EpisodeRecord
     group: int
     unaligned_agent_segments: int = 0
+    segment_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,8 @@ class EpisodeBatch:
         records: the env's episode records, in row order.
         unaligned_agent_segments: ``[B]`` per episode, helper segments whose reported log-probs
             could not be placed on the policy's tokens (``None``: not counted).
+        segment_spans: per episode, each record segment's tokens ``[start, end)`` (empty: unknown);
+            :mod:`algorithms.own_voice` rebuilds transcripts from them.
     """
 
     input_ids: torch.Tensor
@@ -68,6 +73,7 @@ class EpisodeBatch:
     group_ids: torch.Tensor
     records: list[EpisodeRecord] = field(default_factory=list)
     unaligned_agent_segments: torch.Tensor | None = None
+    segment_spans: list[list[tuple[int, int]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -100,6 +106,7 @@ class EpisodeBatch:
             unaligned_agent_segments=None
             if self.unaligned_agent_segments is None
             else self.unaligned_agent_segments[rows],
+            segment_spans=[self.segment_spans[int(row)] for row in rows] if self.segment_spans else [],
         )
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
@@ -142,4 +149,5 @@ def collate(episodes: Sequence[TokenizedEpisode], pad_id: int) -> EpisodeBatch:
         unaligned_agent_segments=torch.tensor(
             [episode.unaligned_agent_segments for episode in episodes], dtype=torch.long
         ),
+        segment_spans=[list(episode.segment_spans) for episode in episodes],
     )

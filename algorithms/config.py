@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-AgentMode = Literal["mask", "raw", "luffy", "aipo"]
+AgentMode = Literal["mask", "raw", "luffy", "aipo", "own_voice"]
 
 
 class _Strict(BaseModel):
@@ -212,12 +212,19 @@ class LossConfig(_Strict):
     )
     entropy_coef: float = Field(0.0, ge=0.0, description="Weight of the entropy bonus on policy tokens.")
     agent_mode: AgentMode = Field(
-        "aipo", description="Loss on helper tokens: mask (GRPO), raw, luffy or aipo (clipped coefficient)."
+        "aipo",
+        description="Loss on helper tokens: mask (GRPO), raw, luffy, aipo (clipped coefficient) or own_voice "
+        "(aipo's term in the transcript where the policy wrote the reply itself, consult and feedback tags "
+        "removed, and the continuation learned there too; algorithms/aipo.py, algorithms/own_voice.py).",
     )
     agent_weight: float = Field(1.0, ge=0.0, description="Weight lambda of the helper-token term.")
     agent_positive_only: bool = Field(True, description="Learn helper tokens only in episodes with A > 0.")
-    agent_clip_min: float = Field(0.1, gt=0.0, description="aipo: lower bound c_min of the coefficient.")
-    agent_clip_max: float = Field(1.0, gt=0.0, description="aipo: upper bound c_max of the coefficient.")
+    agent_clip_min: float = Field(
+        0.1, gt=0.0, description="aipo, own_voice: lower bound c_min of the coefficient."
+    )
+    agent_clip_max: float = Field(
+        1.0, gt=0.0, description="aipo, own_voice: upper bound c_max of the coefficient."
+    )
     luffy_gamma: float = Field(0.1, gt=0.0, description="luffy: gamma in f(p) = p / (p + gamma).")
 
     @model_validator(mode="after")

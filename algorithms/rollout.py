@@ -214,6 +214,7 @@ def tokenize_episode(
     behaviour: list[float] = []
     agent: list[float] = []
     unaligned = 0
+    spans: list[tuple[int, int]] = []
     turns = iter(actions)
     played = 0
     for position, segment in enumerate(record.segments):
@@ -241,16 +242,17 @@ def tokenize_episode(
             source = AGENT if segment.source == "agent" else PROMPT
         helper = [0.0] * len(pieces)
         if source == AGENT and segment.logprobs is not None:
-            placed = _helper_logprobs(policy, pieces, segment)
+            placed = helper_logprobs_of(policy, pieces, segment)
             if placed is None:
                 unaligned += 1
             else:
                 helper = placed
+        spans.append((len(ids), len(ids) + len(pieces)))
         ids += pieces
         sources += [source] * len(pieces)
         behaviour += logprobs
         agent += helper
-    return TokenizedEpisode(ids, sources, behaviour, agent, record, group, unaligned)
+    return TokenizedEpisode(ids, sources, behaviour, agent, record, group, unaligned, spans)
 
 
 def _end_of_turn(policy: TokenPolicy) -> list[int]:
@@ -264,7 +266,7 @@ def _end_of_turn(policy: TokenPolicy) -> list[int]:
     return [eos[0]]
 
 
-def _helper_logprobs(policy: TokenPolicy, ids: list[int], segment: Segment) -> list[float] | None:
+def helper_logprobs_of(policy: TokenPolicy, ids: list[int], segment: Segment) -> list[float] | None:
     """The helper's log-probs on the policy tokens ``ids`` of ``segment``, or ``None`` (warned once)."""
     global _warned_unaligned
     assert segment.logprobs is not None

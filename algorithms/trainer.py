@@ -7,7 +7,9 @@ One training step:
 3. group-relative advantages (:mod:`algorithms.advantages`);
 4. ``epochs`` passes over the batch, each split into ``minibatches`` optimizer steps whose
    gradients accumulate over micro-batches of ``micro_batch_size`` episodes; the loss is
-   :func:`algorithms.aipo.objective` (GRPO when ``loss.agent_mode="mask"``);
+   :func:`algorithms.aipo.objective` (GRPO when ``loss.agent_mode="mask"``; with ``"own_voice"``
+   each micro-batch's forward pass also runs the episodes' own-voice transcripts,
+   :mod:`algorithms.own_voice`);
 5. log metrics, checkpoint every ``save_every`` steps.
 
 GRPO and AIPO differ only in ``loss.agent_mode``. Resuming from a checkpoint restores the
@@ -39,7 +41,7 @@ from transformers import get_scheduler, set_seed
 import aipo_env  # noqa: F401  (registers the env ids)
 from aipo_env.agents.model_agent import ModelAgent
 from algorithms.advantages import group_advantages
-from algorithms.aipo import LossInputs, counted_tokens, objective, zero_gradient_rows
+from algorithms.aipo import LossInputs, counted_tokens, helper_term, objective, zero_gradient_rows
 from algorithms.batch import EpisodeBatch
 from algorithms.checkpoint import (
     MODEL_DIR,
@@ -77,6 +79,7 @@ from algorithms.envs import check_reference_solution, make_envs, shared_agents
 from algorithms.forward import token_logprobs
 from algorithms.metrics import agent_failure_warning, logprob_gap, no_signal_warning, rollout_metrics
 from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
+from algorithms.own_voice import VoicedBatch, voiced_batch
 from algorithms.rollout import Guide, collect
 from algorithms.rollout_server import WeightSyncError, connect
 from algorithms.run_log import RunLog
@@ -323,6 +326,7 @@ class Trainer:
         if optim.recompute_behaviour_logprobs or bool((torch.isnan(old) & batch.policy_mask).any()):
             old = own
         reference = None if self.reference is None else self._logprobs_without_grad(self.reference, batch)
+        voiced = self._own_voice(batch)
         totals: dict[str, float] = defaultdict(float)
         stat_weights: dict[str, float] = defaultdict(float)
         # helper tokens learned in the step: a sum over the first epoch's micro-batches, not a mean
@@ -333,8 +337,13 @@ class Trainer:
             for rows in self._shuffled_rows(batch).chunk(optim.minibatches):
                 counted = counted_tokens(
                     batch.policy_mask[rows], batch.agent_mask[rows], advantages[rows], config.loss
-                )
-                tokens, sequences = global_sums([counted.sum(), len(rows)], self.ranks, self.device)
+                ).sum()
+                if voiced is not None:  # own voice: x~_i's counted tokens are in N too
+                    counted = counted + counted_tokens(
+                        voiced.policy_mask[rows], voiced.agent_mask[rows], advantages[rows], config.loss,
+                        own_voice=True,
+                    ).sum()  # fmt: skip
+                tokens, sequences = global_sums([counted, len(rows)], self.ranks, self.device)
                 self.optimizer.zero_grad(set_to_none=True)
                 live = rows[~skip[rows]]  # skipped rows add 0 to the loss and its gradient
                 micros = live.split(optim.micro_batch_size) if len(live) else ()
@@ -342,7 +351,7 @@ class Trainer:
                 for index, micro in enumerate(micros):
                     with gradient_sync(self.model, last=index == len(micros) - 1):
                         loss, stats = self._backward(
-                            batch, micro, advantages, old, reference, tokens, sequences
+                            batch, micro, advantages, old, reference, tokens, sequences, voiced
                         )
                     totals["losses/loss"] += loss
                     totals["charts/agent_tokens_learned"] += stats.pop("losses/agent_learned") * (epoch == 0)
@@ -402,18 +411,18 @@ class Trainer:
         reference: torch.Tensor | None,
         total_tokens: float,
         total_sequences: float,
+        voiced: VoicedBatch | None = None,
     ) -> tuple[float, dict[str, float]]:
-        """Back-propagate one micro-batch's share of the minibatch loss; returns it and diagnostics."""
+        """Back-propagate one micro-batch's share of the minibatch loss; returns it and diagnostics.
+
+        ``voiced``: the batch's own-voice transcripts (``agent_mode="own_voice"``); those of the
+        micro-batch's episodes run in the same forward pass as the episodes, as extra rows.
+        """
         part = batch.select(micro)
         width = part.input_ids.shape[1]
+        voiced_part = None if voiced is None else voiced.select(micro)
         with self._autocast():
-            logprobs, entropy = token_logprobs(
-                self.model,
-                part.input_ids,
-                part.attention_mask,
-                temperature=self.config.rollout.temperature,
-                with_entropy=True,
-            )
+            logprobs, entropy, voiced_logprobs = self._forward(part, voiced_part)
         inputs = LossInputs(
             logprobs=logprobs,
             old_logprobs=old[micro, :width],
@@ -424,8 +433,22 @@ class Trainer:
             ref_logprobs=None if reference is None else reference[micro, :width],
             entropy=entropy,
         )
+        own_voice = None
+        if voiced_part is not None and voiced_logprobs is not None:
+            own_voice = LossInputs(
+                logprobs=voiced_logprobs,
+                old_logprobs=voiced_part.behaviour(old[micro, :width]),  # pi_old in x_i
+                agent_logprobs=voiced_part.agent_logprobs,
+                advantages=advantages[micro],
+                policy_mask=voiced_part.policy_mask,
+                agent_mask=voiced_part.agent_mask,
+            )
         loss, stats = objective(
-            inputs, self.config.loss, total_tokens=total_tokens, total_sequences=total_sequences
+            inputs,
+            self.config.loss,
+            own_voice=own_voice,
+            total_tokens=total_tokens,
+            total_sequences=total_sequences,
         )
         # The micro-batch losses add up to the minibatch loss; scaled by W they add up to W L_r,
         # whose mean over ranks (the logged value) is the whole minibatch's loss.
@@ -435,6 +458,46 @@ class Trainer:
         if "entropy" in stats:
             named["charts/entropy"] = stats["entropy"]
         return float(scaled.detach()), named
+
+    def _forward(
+        self, part: EpisodeBatch, voiced: VoicedBatch | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Log-probs and entropies of ``part``'s tokens and, with ``voiced``, log-probs of its
+        own-voice transcripts (``[B, T']``, 0 in empty rows), all from one forward pass.
+
+        One pass, so that DDP sees one forward per backward, and an episode's prompt is shared by
+        its own-voice transcript (:func:`~algorithms.forward.token_logprobs`).
+        """
+        temperature = self.config.rollout.temperature
+        ids, mask = part.input_ids, part.attention_mask
+        present = None if voiced is None else voiced.present.nonzero().squeeze(1)
+        if present is not None and len(present):
+            width = max(ids.shape[1], voiced.input_ids.shape[1])
+
+            def padded(values: torch.Tensor, fill: int | bool) -> torch.Tensor:
+                return torch.nn.functional.pad(values, (0, width - values.shape[1]), value=fill)
+
+            pad = self.policy.pad_token_id
+            ids = torch.cat([padded(ids, pad), padded(voiced.input_ids[present], pad)])
+            mask = torch.cat([padded(mask, False), padded(voiced.attention_mask[present], False)])
+        logprobs, entropy = token_logprobs(self.model, ids, mask, temperature=temperature, with_entropy=True)
+        rows, width = part.input_ids.shape
+        assert entropy is not None
+        if voiced is None:
+            return logprobs, entropy, None
+        voiced_logprobs = logprobs.new_zeros(voiced.input_ids.shape)
+        if present is not None and len(present):
+            voiced_logprobs = voiced_logprobs.index_put(
+                (present,), logprobs[rows:, : voiced.input_ids.shape[1]]
+            )
+        return logprobs[:rows, :width], entropy[:rows, :width], voiced_logprobs
+
+    def _own_voice(self, batch: EpisodeBatch) -> VoicedBatch | None:
+        """The batch's own-voice transcripts when ``loss.agent_mode="own_voice"``, else ``None``."""
+        if not helper_term(self.config.loss.agent_mode).own_voice:
+            return None
+        protocol = self.envs[0].unwrapped.protocol
+        return voiced_batch(batch, self.policy, protocol).to(self.device)
 
     @torch.no_grad()
     def _logprobs_without_grad(self, model: torch.nn.Module, batch: EpisodeBatch) -> torch.Tensor:

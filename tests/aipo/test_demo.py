@@ -36,7 +36,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-ARMS = {"grpo_alone", "grpo", "aipo", "trajectory", "raw", "aipo_rloo", "sft"}
+ARMS = {"grpo_alone", "grpo", "aipo", "trajectory", "raw", "aipo_rloo", "aipo_own_voice", "sft"}
 
 
 @pytest.mark.slow
@@ -88,9 +88,12 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
         assert paired["verdict"] == (
             "distinguishable from 0" if paired["distinguishable"] else "not distinguishable"
         )
+    assert arms["aipo_own_voice"]["loss"]["agent_mode"] == "own_voice"
+    for arm in ("aipo", "aipo_own_voice"):  # the key tokens alone and in a reply, for both contexts' learners
+        curve = seed[arm]["curve"]
+        assert [point["step"] for point in curve] == [0, 1, 2]
+        assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in curve)
     run = seed["aipo"]
-    assert [point["step"] for point in run["curve"]] == [0, 1, 2]
-    assert all("key_logprob_alone" in point and "key_logprob_in_reply" in point for point in run["curve"])
     assert [row["step"] for row in run["training"]] == [1, 2]
     assert all("charts/agent_tokens_learned" in row for row in run["training"])
     learned = sum(row["charts/agent_tokens_learned"] for row in run["training"])
@@ -169,7 +172,7 @@ def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:
     demo = load_demo_config(EXAMPLES / "demo_full.yaml")
     configs = {
         arm: arm_config(demo, arm, 0, tmp_path).model_dump()
-        for arm in ("grpo", "aipo", "raw", "aipo_rloo", "trajectory")
+        for arm in ("grpo", "aipo", "raw", "aipo_rloo", "aipo_own_voice", "trajectory")
     }
     for config in configs.values():
         config.pop("output_dir")
@@ -187,12 +190,13 @@ def test_the_arms_differ_only_in_what_they_test(tmp_path: Path) -> None:
     assert differences("grpo") == {"loss.agent_mode": "mask"}
     assert differences("raw") == {"loss.agent_mode": "raw"}
     assert differences("aipo_rloo") == {"loss.advantage_scale": "loo"}
+    assert differences("aipo_own_voice") == {"loss.agent_mode": "own_voice"}
     trajectory = differences("trajectory")
     assert trajectory["loss.agent_mode"] == "luffy" and trajectory["rollout.reference_per_group"] == 1
     assert trajectory["env.kwargs"]["consult"] == "off"
-    ablation = ablation_config(demo, ["mask", "raw", "luffy", "aipo"])
+    ablation = ablation_config(demo, ["mask", "raw", "luffy", "aipo", "own_voice"])
     modes = {arm: arm_config(ablation, arm, 0, tmp_path).loss.agent_mode for arm in ablation.arms}
-    assert modes == {"mask": "mask", "raw": "raw", "luffy": "luffy", "aipo": "aipo"}
+    assert modes == {"mask": "mask", "raw": "raw", "luffy": "luffy", "aipo": "aipo", "own_voice": "own_voice"}
 
 
 def test_a_control_arm_must_match_an_earlier_rl_arm() -> None:

@@ -144,3 +144,138 @@ def test_no_row_is_zero_gradient_with_a_kl_or_entropy_term(coefficients: dict[st
     # both terms pull on every episode whatever its advantage
     flagged = zero_gradient_rows(torch.tensor([0.0, 1.0]), LossConfig(**coefficients))
     assert not flagged.any()
+
+
+# -- own voice: helper content and continuation learned in the transcript x~ (algorithms/aipo.py) --
+
+
+def voiced_inputs(logprobs: torch.Tensor, old: torch.Tensor, advantages: torch.Tensor) -> LossInputs:
+    # own-voice layout: prompt, helper, helper, continuation, continuation
+    rows = len(advantages)
+    return LossInputs(
+        logprobs=logprobs,
+        old_logprobs=old,
+        agent_logprobs=torch.zeros_like(logprobs),
+        advantages=advantages,
+        policy_mask=torch.tensor([[False, False, False, True, True]] * rows),
+        agent_mask=torch.tensor([[False, True, True, False, False]] * rows),
+    )
+
+
+def own_voice_gradients(
+    voiced_probs: list[float], old_probs: list[float], advantage: float, **options: float
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Gradients of L on x's and x~'s log-probs for one episode (x: make_inputs's layout at p = 0.4)."""
+    logprobs = torch.log(torch.full((1, 6), 0.4)).requires_grad_()
+    voiced = torch.log(torch.tensor([voiced_probs])).requires_grad_()
+    advantages = torch.tensor([advantage])
+    config = LossConfig(agent_mode="own_voice", **options)
+    loss, stats = objective(
+        make_inputs(logprobs, advantages),
+        config,
+        own_voice=voiced_inputs(voiced, torch.log(torch.tensor([old_probs])), advantages),
+    )
+    loss.backward()
+    return logprobs.grad, voiced.grad, stats
+
+
+def test_own_voice_learns_helper_content_in_x_tilde_with_the_clipped_coefficient_computed_there() -> None:
+    # x~: helper content at p = 0.01 (rho below c_min) and 0.9 (above c_max); continuation ratio 1
+    x, voiced, stats = own_voice_gradients(
+        [0.5, 0.01, 0.9, 0.4, 0.4], [0.5, 1.0, 1.0, 0.4, 0.4], 1.5, agent_clip_min=0.2, agent_clip_max=0.5
+    )
+    n = 3 + 2 + 2  # policy tokens of x, learned helper content and continuation of x~
+    assert torch.allclose(voiced[0, 1:3], -1.5 * torch.tensor([0.2, 0.5]) / n)  # clip(rho~) = 0.2, 0.5
+    assert x[0, 3:5].abs().max() == 0  # helper tokens in the feedback context: context only
+    assert torch.allclose(x[0, [1, 2, 5]], torch.full((3,), -1.5 / n))  # x's policy tokens: GRPO
+    assert voiced[0, 0] == 0
+    assert stats["agent_learned"] == 2 and stats["agent_at_min"] == 0.5
+    assert stats["agent_coef"] == pytest.approx(0.35)
+    coefficient = agent_coefficient(torch.log(torch.tensor([0.01, 0.9])), torch.zeros(2), "own_voice")
+    assert torch.allclose(coefficient, torch.tensor([0.1, 0.9]))  # aipo's, with the default c_min, c_max
+
+
+@pytest.mark.parametrize(
+    ("advantage", "ratio", "learned"),
+    [(1.0, 0.5, True), (1.0, 2.0, False), (-1.0, 0.5, False), (-1.0, 2.0, True)],
+)
+def test_own_voice_continuation_follows_the_off_policy_ratio_and_ppos_clip(
+    advantage: float, ratio: float, learned: bool
+) -> None:
+    # r~ = pi_theta(x~ | s~) / pi_old(x | s): the behaviour probability comes from the feedback context
+    _, voiced, stats = own_voice_gradients(
+        [0.5, 0.4, 0.4, 0.2 * ratio, 0.2 * ratio],
+        [1.0, 1.0, 1.0, 0.2, 0.2],
+        advantage,
+        agent_positive_only=False,
+    )
+    n = 3 + 2 + 2
+    expected = -advantage * ratio / n if learned else 0.0
+    assert torch.allclose(voiced[0, 3:5], torch.full((2,), expected))
+    assert stats["own_voice_ratio"] == pytest.approx(ratio)
+    assert stats["own_voice_clipped"] == (0.0 if learned else 1.0)
+
+
+def test_own_voice_gradient_raises_a_good_episodes_tokens_and_lowers_a_bad_ones() -> None:
+    for advantage, sign in ((1.0, -1.0), (-1.0, 1.0)):  # minimising L: -grad is the step
+        _, voiced, _ = own_voice_gradients(
+            [0.5, 0.3, 0.3, 0.4, 0.4], [1.0, 1.0, 1.0, 0.4, 0.4], advantage, agent_positive_only=False
+        )
+        assert (torch.sign(voiced[0, 1:]) == sign).all()
+    _, voiced, _ = own_voice_gradients([0.5, 0.3, 0.3, 0.4, 0.4], [1.0, 1.0, 1.0, 0.4, 0.4], -1.0)
+    assert voiced[0, 1:3].abs().max() == 0 and voiced[0, 3:].abs().min() > 0  # positive only: helper only
+
+
+@pytest.mark.parametrize("aggregation", ["token", "sequence"])
+@pytest.mark.parametrize("width", [0, 5])
+def test_episodes_without_consults_reduce_to_the_on_policy_loss(aggregation: str, width: int) -> None:
+    # no helper tokens in x, and an empty own-voice row (width 0: no episode of the batch consulted)
+    logprobs = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.05, 0.6, 0.4]] * 2))
+    inputs = make_inputs(logprobs, torch.tensor([1.0, -1.0]))
+    inputs.old_logprobs = inputs.old_logprobs - 0.1
+    inputs.agent_mask = torch.zeros_like(inputs.agent_mask)
+    empty = LossInputs(
+        logprobs=torch.zeros(2, width),
+        old_logprobs=torch.zeros(2, width),
+        agent_logprobs=torch.zeros(2, width),
+        advantages=inputs.advantages,
+        policy_mask=torch.zeros(2, width, dtype=torch.bool),
+        agent_mask=torch.zeros(2, width, dtype=torch.bool),
+    )
+    results = {}
+    for mode in ("mask", "aipo", "own_voice"):
+        inputs.logprobs = logprobs.clone().requires_grad_()
+        config = LossConfig(agent_mode=mode, aggregation=aggregation)
+        loss, _ = objective(inputs, config, own_voice=empty if mode == "own_voice" else None)
+        loss.backward()
+        results[mode] = (loss.detach(), inputs.logprobs.grad)
+    for mode in ("aipo", "own_voice"):  # the same up to the order of a sum
+        assert torch.allclose(results[mode][0], results["mask"][0], atol=1e-7)
+        assert torch.allclose(results[mode][1], results["mask"][1], atol=1e-7)
+
+
+def test_sequence_aggregation_counts_both_transcripts_of_an_episode_together() -> None:
+    logprobs = torch.log(torch.full((1, 6), 0.4))
+    voiced = torch.log(torch.tensor([[0.5, 0.3, 0.3, 0.4, 0.4]]))
+    advantages = torch.tensor([1.0])
+    own_voice = voiced_inputs(voiced, voiced.clone(), advantages)
+    totals = {}
+    for aggregation in ("token", "sequence"):
+        config = LossConfig(agent_mode="own_voice", aggregation=aggregation)
+        totals[aggregation], _ = objective(make_inputs(logprobs, advantages), config, own_voice=own_voice)
+    assert totals["sequence"] == pytest.approx(totals["token"])  # one episode: one count, 7 tokens
+
+
+def test_own_voice_needs_its_transcripts_and_flags_zero_gradient_rows() -> None:
+    logprobs = torch.log(torch.full((3, 6), 0.4)).requires_grad_()
+    inputs = make_inputs(logprobs, torch.tensor([1.0, 0.0, -1.0]))
+    with pytest.raises(ValueError, match="own_voice"):
+        objective(inputs, LossConfig(agent_mode="own_voice"))
+    voiced = torch.log(torch.tensor([[0.5, 0.3, 0.3, 0.2, 0.6]] * 3)).requires_grad_()
+    config = LossConfig(agent_mode="own_voice", agent_positive_only=False)
+    own_voice = voiced_inputs(voiced, voiced.detach() - 0.1, inputs.advantages)
+    loss, _ = objective(inputs, config, own_voice=own_voice)
+    loss.backward()
+    assert zero_gradient_rows(inputs.advantages, config).tolist() == [False, True, False]
+    assert voiced.grad[1].abs().max() == 0 and logprobs.grad[1].abs().max() == 0
+    assert voiced.grad[0].abs().max() > 0 and voiced.grad[2].abs().max() > 0

@@ -377,3 +377,68 @@ def test_train_layers_moves_only_the_top_blocks(tmp_path: Path, lora: dict | Non
 def test_train_layers_beyond_the_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model.train_layers=9 but the model has 4 blocks"):
         Trainer(make_config(tmp_path, model={"train_layers": 9}))
+
+
+def own_voice_logprob(trainer: Trainer, voiced, learned: torch.Tensor) -> float:
+    from algorithms.forward import token_logprobs
+
+    with torch.no_grad():
+        logprobs, _ = token_logprobs(trainer.model, voiced.input_ids, voiced.attention_mask)
+    return float(logprobs[learned].mean())
+
+
+def test_an_own_voice_step_learns_the_reply_where_the_policy_writes_it(tmp_path: Path) -> None:
+    from algorithms.own_voice import voiced_batch
+
+    gains = {}
+    for mode in ("aipo", "own_voice"):
+        config = make_config(tmp_path / mode, loss={"agent_mode": mode}, optim={"lr": 3e-3})
+        trainer = make_trainer(config)
+        batch = trainer.collect()
+        advantages = group_advantages(batch.rewards, batch.group_ids)
+        voiced = voiced_batch(batch, trainer.policy, trainer.envs[0].unwrapped.protocol)
+        learned = voiced.agent_mask & (advantages > 0).unsqueeze(-1)  # the replies, in the policy's voice
+        before, weights = own_voice_logprob(trainer, voiced, learned), parameters(trainer)
+        metrics = trainer.update(batch)
+        assert not same(weights, parameters(trainer))
+        if mode == "own_voice":
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters())
+            assert metrics["charts/agent_tokens_learned"] == int(learned.sum()) > 0
+            assert metrics["losses/own_voice_ratio"] > 0 and "losses/own_voice_clipped" in metrics
+        for _ in range(2):
+            trainer.update(batch)
+        gains[mode] = own_voice_logprob(trainer, voiced, learned) - before
+    assert gains["own_voice"] > gains["aipo"] > 0
+
+
+def test_own_voice_without_consults_is_the_same_update_as_the_other_modes(tmp_path: Path) -> None:
+    results, batch = {}, None
+    for mode in ("mask", "aipo", "own_voice"):
+        base = HFPolicy.from_pretrained("tiny", device="cpu", max_new_tokens=16)
+        trainer = Trainer(
+            make_config(tmp_path / mode, loss={"agent_mode": mode}),
+            policy=ForcedPolicy(base, consult_prob=0.0),
+        )
+        batch = batch or trainer.collect()
+        assert not batch.agent_mask.any()
+        torch.manual_seed(1)
+        results[mode] = (trainer.update(batch)["losses/loss"], parameters(trainer))
+    for mode in ("aipo", "own_voice"):
+        assert results[mode][0] == pytest.approx(results["mask"][0], rel=1e-6)
+        for a, b in zip(results[mode][1], results["mask"][1], strict=True):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("aggregation", ["token", "sequence"])
+def test_own_voice_gradient_accumulation_equals_one_big_micro_batch(tmp_path: Path, aggregation: str) -> None:
+    loss = {"agent_mode": "own_voice", "aggregation": aggregation, "agent_positive_only": False}
+    whole = make_trainer(make_config(tmp_path / "a", loss=loss, optim={"micro_batch_size": 8}))
+    parts = make_trainer(make_config(tmp_path / "b", loss=loss, optim={"micro_batch_size": 3}))
+    batch = whole.collect()
+    assert batch.agent_mask.any()
+    torch.manual_seed(1)
+    whole.update(batch)
+    torch.manual_seed(1)
+    parts.update(batch)
+    for a, b in zip(whole.model.parameters(), parts.model.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
