@@ -4,6 +4,8 @@
     python benchmarks/rollout_engines.py --hidden 512 --layers 8 --heads 8 --kv-heads 4 \\
         --intermediate 1536 --episodes 64 --tokens 256                     # where batching matters
     python benchmarks/rollout_engines.py --preset gpu-0.5b                 # Qwen2.5-0.5B shape, one GPU
+    python benchmarks/rollout_engines.py --model smollm2-135m-instruct --episodes 32 --tokens 128
+                                                    # a real model (aipo models pull NAME), float32
 
 Each engine continues the same contexts (``--episodes`` episodes in groups of ``--group``
 identical prompts, as in GRPO) for up to ``--tokens`` new tokens, with no stop string and
@@ -13,7 +15,9 @@ the engine, :meth:`policies.vllm_engine.VLLMEngine.load_weights`) is printed too
 (GPU, needs ``pip install "aipo[bench]"``), TRL's ``GRPOTrainer`` with ``use_vllm=True,
 vllm_mode="colocate"`` is timed on the same shape: one training step's generation time as TRL logs it.
 
-The model is a freshly initialised tiny-family model (:mod:`policies.tiny`) of the chosen shape,
+With ``--model`` (a registry name or a directory) the model is that pretrained one, in float32
+on CPU, prompted through its chat template when it has one; the shape options are ignored.
+Otherwise the model is a freshly initialised tiny-family model (:mod:`policies.tiny`) of the chosen shape,
 with the byte tokenizer, so nothing is downloaded; random weights rarely sample EOS, so turns run
 to ``--tokens``. vLLM's CPU kernel needs head_dim (hidden / heads) of 32 or more.
 """
@@ -59,6 +63,9 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     for name in ("hidden", "layers", "heads", "kv-heads", "intermediate", "episodes", "tokens", "group"):
         parser.add_argument(f"--{name}", type=int)
+    parser.add_argument(
+        "--model", help="a real model: a registry name (smollm2-135m-instruct) or a directory"
+    )
     parser.add_argument("--engines", default="hf,vllm", help="comma-separated: hf, vllm")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -70,20 +77,25 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = build_tokenizer()
-    model = build_tiny_model(
-        tokenizer,
-        hidden_size=shape["hidden"],
-        num_layers=shape["layers"],
-        num_heads=shape["heads"],
-        num_kv_heads=shape["kv_heads"],
-        intermediate_size=shape["intermediate"],
-    )
-    if device == "cuda":
-        model = model.to(device=device, dtype=torch.bfloat16)
-    learner = HFPolicy(
-        model, tokenizer, max_new_tokens=shape["tokens"], stop=(), batch_size=shape["episodes"]
-    )
+    if args.model:
+        learner = pretrained_learner(args.model, device, shape)
+        model, tokenizer = learner.model, learner.tokenizer
+        shape = {key: shape[key] for key in ("episodes", "tokens", "group")} | {"model": args.model}
+    else:
+        tokenizer = build_tokenizer()
+        model = build_tiny_model(
+            tokenizer,
+            hidden_size=shape["hidden"],
+            num_layers=shape["layers"],
+            num_heads=shape["heads"],
+            num_kv_heads=shape["kv_heads"],
+            intermediate_size=shape["intermediate"],
+        )
+        if device == "cuda":
+            model = model.to(device=device, dtype=torch.bfloat16)
+        learner = HFPolicy(
+            model, tokenizer, max_new_tokens=shape["tokens"], stop=(), batch_size=shape["episodes"]
+        )
     prompts = [f"Problem {index // shape['group']}: {PROMPT}" for index in range(shape["episodes"])]
     contexts = [learner.encode_prompt(prompt) for prompt in prompts]
     results: dict[str, float | int | str] = {**{key: value for key, value in shape.items()}, "device": device}
@@ -101,6 +113,24 @@ def main() -> None:
         results.update(time_trl(model, tokenizer, shape))
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))
+
+
+def pretrained_learner(name: str, device: str, shape: dict) -> HFPolicy:
+    """A registry model or a directory, float32 on CPU (bfloat16 on GPU), chat-formatted if it can be."""
+    from aipo_env import pretrained
+
+    directory = pretrained.resolve(name)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    learner = HFPolicy.from_pretrained(
+        directory,
+        dtype=dtype,
+        device=device,
+        max_new_tokens=shape["tokens"],
+        stop=(),
+        batch_size=shape["episodes"],
+    )
+    learner.chat_template = bool(getattr(learner.tokenizer, "chat_template", None))
+    return learner
 
 
 def time_vllm(learner: HFPolicy, contexts: list[list[int]], tokens: int, repeats: int) -> dict[str, float]:

@@ -295,7 +295,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]], arguments: argparse.Namespa
     """Medians over the timed steps of every round, per framework, and ours / TRL's."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(arguments.out / "model")
+    config = AutoConfig.from_pretrained(model_dir(arguments))
     episodes = arguments.prompts * arguments.group_size
     summary: dict[str, Any] = {}
     for framework, results in runs.items():
@@ -428,6 +428,7 @@ def main() -> None:
             f"--shape {arguments.shape} is for throughput with random weights: add --sft-steps 0"
         )
     device = describe_device(arguments)
+    arguments.out.mkdir(parents=True, exist_ok=True)
     if not arguments.model:
         prepare_model(arguments)
     runs: dict[str, list[dict[str, Any]]] = {framework: [] for framework in frameworks(arguments)}

@@ -50,10 +50,12 @@ def test_the_colocated_engine_trains_smollm2_with_lora_in_step(smollm2_dir: str,
     steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(steps) == 2
     for metrics in steps:
-        assert metrics["charts/grad_norm"] > 0
-        assert metrics["rollout/logprob_gap_max"] <= 1e-3  # step 2 samples with the synced LoRA merge
-        assert metrics["perf/weight_sync_s"] > 0
-        assert metrics["rollout/consults/reasoning"] >= 0.5
+        assert metrics["charts/grad_norm"] > 0, metrics
+        assert metrics["rollout/logprob_gap_max"] <= 1e-3, (
+            metrics
+        )  # step 2 samples with the synced LoRA merge
+        assert metrics["perf/weight_sync_s"] > 0, metrics
+        assert metrics["rollout/consults/reasoning"] >= 0.5, metrics
 
 
 @pytest.fixture(scope="module")
