@@ -82,3 +82,36 @@ def test_vllm_serve_answers_as_a_helper_with_its_token_logprobs(served: Served, 
         ]
         assert math.isclose(sum(placed), sum(reply.logprobs.logprobs), rel_tol=1e-5, abs_tol=1e-4)
         assert sum(placed) < 0
+
+
+def test_training_through_vllm_serve_keeps_smollm2_in_step(
+    served: Served, smollm2_dir: str, tmp_path: Path
+) -> None:
+    # the server samples every turn; after each step the learner's weights (the LoRA merge) go to
+    # it through /collective_rpc, so the next step's behaviour log-probs are the learner's again
+    server = {
+        "base_url": f"{served.root}/v1",
+        "model": "smollm2",
+        "reload_url": f"{served.root}/collective_rpc",
+        "reload_api": "vllm",
+    }
+    overrides = [
+        "steps=2",
+        "save_every=0",
+        "progress=false",
+        f"output_dir={tmp_path}",
+        f"rollout.server={json.dumps(server)}",
+        "rollout.problems_per_step=2",
+        "rollout.group_size=4",
+        "rollout.guided_per_group=2",
+        "rollout.reference_per_group=1",
+        "rollout.max_new_tokens=24",
+        "optim.lr=1e-3",
+    ]
+    Trainer(load_config(TrainConfig, EXAMPLE, overrides)).learn()
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == 2
+    for metrics in steps:
+        assert metrics["charts/grad_norm"] > 0, metrics
+        assert metrics["rollout/logprob_gap_max"] <= 1e-3, metrics
+        assert metrics["perf/weight_sync_failed"] == 0, metrics
