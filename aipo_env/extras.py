@@ -46,16 +46,42 @@ def needs_extra(extra: str, what: str) -> Iterator[None]:
         with needs_extra("train", "policies.HFPolicy"):
             import torch
 
-    Only a missing module of the extra is translated; any other import error (a library too old
-    to have a name, a broken install) propagates as it is.
+    Only a missing module of the extra is translated, and one broken install that is common enough
+    to name: a torchvision built for another torch, which transformers imports whenever it is
+    installed (vLLM's CPU wheels bring one). Any other import error propagates as it is.
     """
     _, modules = EXTRAS[extra]
     try:
         yield
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] not in modules:
+    except ImportError as error:
+        mismatch = torchvision_mismatch()
+        if mismatch is not None:
+            raise MissingExtraError(f"{what} cannot import transformers: {mismatch}") from error
+        if not isinstance(error, ModuleNotFoundError) or (error.name or "").split(".")[0] not in modules:
             raise
         raise MissingExtraError(missing_extra_message(extra, what), name=error.name) from error
+
+
+def torchvision_mismatch() -> str | None:
+    """What to run when the installed torchvision fails to load against this torch, else ``None``."""
+    if importlib.util.find_spec("torchvision") is None:
+        return None
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError as error:  # "operator torchvision::nms does not exist"
+        if "torchvision::" not in str(error):
+            return None
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = f"torchvision {version('torchvision')} does not match torch {version('torch')}"
+        except PackageNotFoundError:
+            installed = "the installed torchvision does not match torch"
+        return (
+            f"{installed} ({error}); aipo and vLLM do not need it: "
+            "pip uninstall -y torchvision torchaudio torchcodec"
+        )
+    return None
 
 
 def require_extra(extra: str, what: str) -> None:

@@ -60,3 +60,25 @@ def test_algorithms_without_torch_say_which_extra(monkeypatch):
     _hide(monkeypatch, "torch", "algorithms")
     with pytest.raises(MissingExtraError, match=re.escape(f"algorithms {TRAIN_LINE}")):
         importlib.import_module("algorithms")
+
+
+def test_a_torchvision_built_for_another_torch_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    # what vLLM's CPU wheels leave beside the CPU torch: transformers imports torchvision, whose
+    # compiled operators fail to register (reproduced for real with torchvision 0.29.1 on torch 2.13)
+    fake = tmp_path / "torchvision"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    with pytest.raises(MissingExtraError) as caught, needs_extra("train", "policies.HFPolicy"):
+        raise ModuleNotFoundError("Could not import module 'PreTrainedModel'.")
+    message = str(caught.value)
+    assert "\n" not in message and "torchvision::nms does not exist" in message
+    assert message.endswith("pip uninstall -y torchvision torchaudio torchcodec")
+
+
+def test_other_import_errors_still_propagate(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # not installed: no mismatch to report
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError, match="cannot import name 'x'"), needs_extra("train", "thing"):
+        raise ImportError("cannot import name 'x'")
