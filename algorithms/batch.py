@@ -18,6 +18,24 @@ PAD, PROMPT, POLICY, AGENT = -1, 0, 1, 2
 SOURCE_CODES: dict[str, int] = {"prompt": PROMPT, "policy": POLICY, "agent": AGENT}
 
 
+class SourceMasks:
+    """The masks of a ``[B, T]`` ``source`` tensor (a batch's or its own-voice transcripts')."""
+
+    source: torch.Tensor
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.source != PAD
+
+    @property
+    def policy_mask(self) -> torch.Tensor:
+        return self.source == POLICY
+
+    @property
+    def agent_mask(self) -> torch.Tensor:
+        return self.source == AGENT
+
+
 @dataclass
 class TokenizedEpisode:
     """One episode as tokens.
@@ -48,7 +66,7 @@ class TokenizedEpisode:
 
 
 @dataclass
-class EpisodeBatch:
+class EpisodeBatch(SourceMasks):
     """A batch of episodes as padded tensors (``B`` episodes, ``T`` tokens).
 
     Attributes:
@@ -77,18 +95,6 @@ class EpisodeBatch:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
-
-    @property
-    def attention_mask(self) -> torch.Tensor:
-        return self.source != PAD
-
-    @property
-    def policy_mask(self) -> torch.Tensor:
-        return self.source == POLICY
-
-    @property
-    def agent_mask(self) -> torch.Tensor:
-        return self.source == AGENT
 
     def select(self, rows: Sequence[int] | torch.Tensor) -> EpisodeBatch:
         """The sub-batch of ``rows``, trimmed to its longest episode."""

@@ -136,17 +136,23 @@ def decoder_layers(model: Any) -> Any:
     return layers
 
 
+def top_blocks(model: Any, count: int) -> list[int]:
+    """The indices of the model's top ``count`` transformer blocks (``model.train_layers``)."""
+    total = len(decoder_layers(model))
+    if count > total:
+        raise ConfigError(f"model.train_layers={count} but the model has {total} blocks")
+    return list(range(total - count, total))
+
+
 def train_top_layers(model: Any, count: int) -> None:
     """Freeze every weight but the top ``count`` blocks and the final norm (and an untied LM head).
 
     With tied embeddings the LM head is the embedding matrix, which stays frozen.
     """
     layers = decoder_layers(model)
-    if count > len(layers):
-        raise ConfigError(f"model.train_layers={count} but the model has {len(layers)} blocks")
     model.requires_grad_(False)
-    for layer in layers[len(layers) - count :]:
-        layer.requires_grad_(True)
+    for index in top_blocks(model, count):
+        layers[index].requires_grad_(True)
     norm = getattr(model.model, "norm", None)
     if norm is not None:
         norm.requires_grad_(True)
@@ -181,10 +187,7 @@ def _lora_targets(model: Any, config: ModelConfig) -> dict[str, Any]:
     targets, count = config.lora.target_modules, config.train_layers
     if count is None:
         return {"target_modules": targets}
-    total = len(decoder_layers(model))
-    if count > total:
-        raise ConfigError(f"model.train_layers={count} but the model has {total} blocks")
-    top = list(range(total - count, total))
+    top = top_blocks(model, count)
     if targets != "all-linear":
         return {"target_modules": targets, "layers_to_transform": top}
     prefixes = tuple(f"model.layers.{index}." for index in top)

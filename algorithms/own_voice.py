@@ -56,7 +56,7 @@ import torch
 from aipo_env.agents.token_pieces import decode_pieces
 from aipo_env.episode import EpisodeRecord, Segment, TokenLogprobs
 from aipo_env.protocol import Protocol
-from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch
+from algorithms.batch import AGENT, PAD, POLICY, PROMPT, EpisodeBatch, SourceMasks
 from algorithms.rollout import helper_logprobs_of
 from policies.base import TokenPolicy
 
@@ -185,7 +185,7 @@ def _decoder(policy: TokenPolicy) -> Callable[[list[int]], str] | None:
 
 
 @dataclass
-class VoicedBatch:
+class VoicedBatch(SourceMasks):
     """The own-voice transcripts of a batch's episodes, row ``b`` that of episode ``b`` (``B`` rows).
 
     A row without helper content is empty (all ``PAD``). ``T'`` is the longest transcript.
@@ -201,18 +201,6 @@ class VoicedBatch:
     source: torch.Tensor
     origin: torch.Tensor
     agent_logprobs: torch.Tensor
-
-    @property
-    def attention_mask(self) -> torch.Tensor:
-        return self.source != PAD
-
-    @property
-    def policy_mask(self) -> torch.Tensor:
-        return self.source == POLICY
-
-    @property
-    def agent_mask(self) -> torch.Tensor:
-        return self.source == AGENT
 
     @property
     def present(self) -> torch.Tensor:

@@ -28,6 +28,9 @@ from algorithms.config import TrainConfig, load_config
 from algorithms.trainer import Trainer
 
 SMOLLM2_WORK = [
+    "model.name_or_path=smollm2-135m-instruct",
+    "model.chat_template=true",
+    "model.dtype=float32",
     "device=cpu",
     "env.kwargs={level: 1, max_turns: 3, max_consults: 1}",
     "rollout.problems_per_step=4",
@@ -49,34 +52,10 @@ PRESETS: dict[str, list[str]] = {
         "optim.micro_batch_size=8",
     ],
     # SmolLM2-135M-Instruct, examples/aipo_smollm2.yaml: AIPO, half of each group consulting
-    "smollm2-lora-top8": [
-        "model.name_or_path=smollm2-135m-instruct",
-        "model.chat_template=true",
-        "model.dtype=float32",
-        "model.train_layers=8",
-        "model.lora={r: 16, alpha: 32}",
-        *SMOLLM2_WORK,
-    ],
-    "smollm2-lora": [
-        "model.name_or_path=smollm2-135m-instruct",
-        "model.chat_template=true",
-        "model.dtype=float32",
-        "model.lora={r: 16, alpha: 32}",
-        *SMOLLM2_WORK,
-    ],
-    "smollm2-top4": [
-        "model.name_or_path=smollm2-135m-instruct",
-        "model.chat_template=true",
-        "model.dtype=float32",
-        "model.train_layers=4",
-        *SMOLLM2_WORK,
-    ],
-    "smollm2-full": [
-        "model.name_or_path=smollm2-135m-instruct",
-        "model.chat_template=true",
-        "model.dtype=float32",
-        *SMOLLM2_WORK,
-    ],
+    "smollm2-lora-top8": [*SMOLLM2_WORK, "model.train_layers=8", "model.lora={r: 16, alpha: 32}"],
+    "smollm2-lora": [*SMOLLM2_WORK, "model.lora={r: 16, alpha: 32}"],
+    "smollm2-top4": [*SMOLLM2_WORK, "model.train_layers=4"],
+    "smollm2-full": SMOLLM2_WORK,
     "gpu-0.5b": [
         "device=cuda",
         "bf16=true",

@@ -55,8 +55,7 @@ def resolve(source: str) -> str:
     if name not in shipped():
         known = ", ".join(f"{PREFIX}{known}" for known in shipped()) or "none"
         raise ShippedModelError(f"no shipped model {source!r}; shipped: {known}")
-    recorded = pretrained.recorded(directory)
-    wrong = [file for file, digest in recorded.items() if pretrained.file_digest(directory / file) != digest]
+    wrong = pretrained.damaged(directory)
     if wrong:
         raise ShippedModelError(
             f"the shipped model {source!r} is damaged ({', '.join(wrong)} changed); retrain it with "
