@@ -89,12 +89,15 @@ class ArithmeticRuleEnv(ReasoningEnv):
     * ``split``: ``"train"`` or ``"test"``; ``test_share``: the test split's share (default 1/3).
     * ``max_start``: the largest start value (default 9: start digits). ``aipo demo`` takes
       ``max_start=18, test_share=0.5`` for 345 held-out problems with 2 operations.
+    * ``verb``: the operation's name, ``"double"`` (default) or a made-up word ("blick") that
+      only the Knowledge agent defines (and the Reasoning agent's steps show).
     * every :class:`~aipo_env.core.ReasoningEnv` keyword.
 
     ## Version History
 
     * v0: initial version. ``max_start`` was added later; its default asks the same questions in
-      the same splits as before, so the id was kept.
+      the same splits as before, so the id was kept. ``verb`` was added the same way (its
+      default asks the same questions).
     """
 
     def __init__(
@@ -103,11 +106,13 @@ class ArithmeticRuleEnv(ReasoningEnv):
         split: str = "train",
         test_share: float = 1 / 3,
         max_start: int = 9,
+        verb: str = "double",
         **env_kwargs: Any,
     ) -> None:
         from aipo_env.tasks.arithmetic_rule import ArithmeticRuleTask
 
-        super().__init__(ArithmeticRuleTask(operations, split, test_share, max_start), **env_kwargs)
+        task = ArithmeticRuleTask(operations, split, test_share, max_start, verb)
+        super().__init__(task, **env_kwargs)
 
 
 class MathEnv(ReasoningEnv):

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
+from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import Any
 
 from aipo_env.tasks.arithmetic import VERBS, chain_question, integer_score, worked_steps
 from aipo_env.tasks.arithmetic import written_step as arithmetic_step
@@ -39,6 +42,7 @@ DOUBLE = "double"
 _OPERATIONS = [(DOUBLE, 0)] + [(operator, digit) for operator in "+-" for digit in range(1, 10)]
 _VERBS = {**VERBS, DOUBLE: "double it"}
 Chain = tuple[tuple[str, int], ...]
+_WORD = re.compile(r"[a-z]{2,20}")
 
 
 class ArithmeticRuleTask(Task):
@@ -50,12 +54,19 @@ class ArithmeticRuleTask(Task):
         split: ``"train"`` or ``"test"``.
         test_share: the share of questions that go to the test split, in ``(0, 1)``.
         max_start: the largest start value (starts are ``1..max_start``).
+        verb: the operation's name in the questions, a lowercase word: ``"double"`` (plain
+            English) or a made-up one that only the task's knowledge entry defines.
     """
 
     name = "arithmetic_rule"
 
     def __init__(
-        self, operations: int = 2, split: str = "train", test_share: float = 1 / 3, max_start: int = 9
+        self,
+        operations: int = 2,
+        split: str = "train",
+        test_share: float = 1 / 3,
+        max_start: int = 9,
+        verb: str = DOUBLE,
     ) -> None:
         if operations not in (1, 2, 3):
             raise ValueError(f"operations must be 1, 2 or 3, got {operations!r}")
@@ -65,12 +76,14 @@ class ArithmeticRuleTask(Task):
             raise ValueError(f"test_share must be in (0, 1), got {test_share}")
         if max_start < 1:
             raise ValueError(f"max_start must be at least 1, got {max_start}")
+        if not isinstance(verb, str) or not _WORD.fullmatch(verb):
+            raise ValueError(f"verb must be one lowercase word of 2-20 letters, got {verb!r}")
         self.operations, self.split, self.test_share = operations, split, test_share
-        self.max_start = max_start
+        self.max_start, self.verb = max_start, verb
 
     @property
     def _chains(self) -> tuple[tuple[int, Chain], ...]:
-        return split_chains(self.operations, self.split, self.test_share, self.max_start)
+        return split_chains(self.operations, self.split, self.test_share, self.max_start, self.verb)
 
     def __len__(self) -> int:
         return len(self._chains)
@@ -82,7 +95,7 @@ class ArithmeticRuleTask(Task):
         steps, value = worked_steps(start, chain, written_step)
         return Problem(
             id=f"arithmetic_rule-{self.split}-{self.operations}-{index}",
-            question=question(start, chain),
+            question=question(start, chain, self.verb),
             answer=str(value),
             source="arithmetic_rule",
             steps=steps,
@@ -93,10 +106,14 @@ class ArithmeticRuleTask(Task):
     def score(self, problem: Problem, response: str) -> Score:
         return integer_score(problem, response)
 
+    def knowledge(self) -> Sequence[Mapping[str, Any]]:
+        """The entry that defines a made-up ``verb`` (none for "double", which English defines)."""
+        return () if self.verb == DOUBLE else (definition(self.verb),)
+
 
 @cache
 def split_chains(
-    operations: int, split: str, test_share: float, max_start: int
+    operations: int, split: str, test_share: float, max_start: int, verb: str = DOUBLE
 ) -> tuple[tuple[int, Chain], ...]:
     """The ``(start, chain)`` of every problem of a split, in enumeration order.
 
@@ -107,14 +124,23 @@ def split_chains(
     for start in range(1, max_start + 1):
         for chain in itertools.product(_OPERATIONS, repeat=operations):
             doubles = any(operator == DOUBLE for operator, _ in chain)
-            if doubles and in_test_split(question(start, chain), test_share) == (split == "test"):
+            if doubles and in_test_split(question(start, chain, verb), test_share) == (split == "test"):
                 chains.append((start, chain))
     return tuple(chains)
 
 
-def question(start: int, chain: Chain) -> str:
+def question(start: int, chain: Chain, verb: str = DOUBLE) -> str:
     """The problem's text, in the words of :mod:`aipo_env.tasks.arithmetic`'s problems."""
-    return chain_question(start, chain, _VERBS)
+    return chain_question(start, chain, {**_VERBS, DOUBLE: f"{verb} it"})
+
+
+def definition(verb: str) -> dict[str, Any]:
+    """The knowledge-base entry (``title``, ``text``, ``tags``) that defines ``verb`` as doubling."""
+    return {
+        "title": f"To {verb} a number",
+        "text": f"add the number to itself. For example, to {verb} 7 write 7 + 7 = 14.",
+        "tags": [verb, "meaning", "definition"],
+    }
 
 
 def written_step(value: int, operator: str, operand: int) -> tuple[str, int]:
