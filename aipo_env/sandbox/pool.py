@@ -21,13 +21,12 @@ from typing import Any, Literal, TypeVar
 from tqdm.auto import tqdm
 
 from aipo_env.sandbox.dialogue import Channel, converse
-from aipo_env.sandbox.isolation import DEFAULT_UID, Isolation, Mode, detect_isolation
+from aipo_env.sandbox.isolation import Isolation, Mode, detect_isolation
 from aipo_env.sandbox.limits import Limits
 from aipo_env.sandbox.runner import ExecutionResult, execute
+from aipo_env.sandbox.uids import UidLeases
 
 T = TypeVar("T")
-#: how many distinct unprivileged uids concurrent executions of this process may take
-_UID_COUNT = 256
 
 
 @dataclass(frozen=True)
@@ -177,23 +176,5 @@ class Sandbox:
         self.close()
 
 
-class _UidPool:
-    """Hands out distinct unprivileged uids, so that concurrent executions never share a
-    process count (``RLIMIT_NPROC`` counts per uid when the parent is root)."""
-
-    def __init__(self, first: int, count: int) -> None:
-        self._free = list(range(first + count - 1, first - 1, -1))
-        self._available = threading.Condition()
-
-    def acquire(self) -> int:
-        with self._available:
-            self._available.wait_for(lambda: bool(self._free))
-            return self._free.pop()
-
-    def release(self, uid: int) -> None:
-        with self._available:
-            self._free.append(uid)
-            self._available.notify()
-
-
-_UIDS = _UidPool(DEFAULT_UID + 1, _UID_COUNT)
+#: the machine-wide uid leases of this process's sandboxes (see :mod:`aipo_env.sandbox.uids`)
+_UIDS = UidLeases()
