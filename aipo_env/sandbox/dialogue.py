@@ -131,18 +131,10 @@ def converse(
     Returns:
         The execution's result and what ``dialogue`` returned.
     """
-    with prepared(source, isolation, limits, files, uid) as (workdir, command, environment, started):
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=workdir,
-            env=environment,
-            start_new_session=True,
-        )
+    with prepared(source, isolation, limits, files, uid) as launch:
+        process = launch.start(subprocess.PIPE)
         stderr = _Collector(process, limits.max_output_bytes)
-        channel = Channel(process, limits, started + limits.wall_seconds)
+        channel = Channel(process, limits, launch.started + limits.wall_seconds)
         try:
             answer = dialogue(channel)
         finally:
@@ -155,7 +147,7 @@ def converse(
                 except subprocess.TimeoutExpired:
                     channel.status = "timeout" if channel.remaining() <= 0 else "ok"
             status: Status = "output_limit" if stderr.overflowed else channel.status
-            result = finish(process, status, b"", stderr.close(), isolation, limits, started)
+            result = finish(process, status, b"", stderr.close(), launch)
     return result, answer
 
 

@@ -9,29 +9,60 @@ mode       file system                                   network      processes
 =========  ============================================  ===========  ============================
 bwrap      read-only allowlist (``/usr``, the loader's   none (own    own PID namespace, killed
            ``/etc`` files, the Python installation);     network      with the program; process
-           writable: the working directory and a         namespace)   limit counted per sandbox
-           64 MiB private ``/tmp``
+           writable: the working directory, a private    namespace)   limit counted per sandbox;
+           ``/tmp`` and ``/dev/shm`` (tmpfs mounts of                 system-call filter (below)
+           ``disk_mb`` each)
 unshare    the host's, with the sandbox user's rights    none         own PID namespace
 none       the host's, with the sandbox user's rights    the host's   process-group kill only: a
                                                                       process that calls
                                                                       ``setsid()`` can outlive it
 =========  ============================================  ===========  ============================
 
+Memory, per mode (the numbers are :class:`~aipo_env.sandbox.limits.Limits` fields):
+
+=========  ===================================================================================
+mode       what bounds it
+=========  ===================================================================================
+bwrap      the execution's memory cgroup where there is one (:mod:`~aipo_env.sandbox.cgroup`):
+           ``total_memory_mb`` for its processes, its tmpfs files, shared memory and kernel
+           memory together; the system-call filter (:mod:`~aipo_env.sandbox.seccomp`, x86_64
+           and aarch64) refuses SysV shared memory, memfds and nested user namespaces (so no
+           tmpfs of the program's own) with or without one. Without a cgroup: ``memory_mb`` of
+           address space per process, ``max_processes`` processes, three tmpfs mounts
+           (``/tmp``, ``/dev/shm``, the working directory) of ``disk_mb`` each, and SysV
+           message queues (the filter leaves them: bounded by the kernel's ``msgmnb`` per queue).
+unshare    the memory cgroup where there is one; without one, the per-process bound and the
+           ``/tmp`` tmpfs only: SysV shared memory, memfds and user namespaces stay open (there
+           is no filter), so what they pin is not bounded.
+none       as ``unshare``; files go to the host's disk (``max_file_mb`` each).
+=========  ===================================================================================
+
+Not counted in any mode: socket buffers (the kernel bounds each socket's, and ``max_open_files``
+bounds the sockets) and the page cache of host files the program reads (shared, reclaimable).
+
 Every mode applies the :class:`~aipo_env.sandbox.limits.Limits`, a scrubbed environment, a
 fresh working directory and the group kill. ``bwrap`` needs the Debian package ``bubblewrap``
 and either root or unprivileged user namespaces; ``unshare`` comes with util-linux.
 
 Running as root, the program is switched to an unprivileged uid (root ignores
-``RLIMIT_NPROC``): in ``bwrap`` mode always (bubblewrap runs privileged and lets the bootstrap
-keep ``CAP_SETUID``/``CAP_SETGID`` for exactly that), in the other modes when the interpreter
-stays importable for that uid (a Python installed under ``/root`` is not). As an ordinary
+``RLIMIT_NPROC``), leased for the execution so that no other live execution on the machine, of
+any process, has it (:mod:`~aipo_env.sandbox.uids`): in ``bwrap`` mode always (bubblewrap runs
+privileged and lets the bootstrap keep ``CAP_SETUID``/``CAP_SETGID`` for exactly that), in the
+other modes when the interpreter stays importable for that uid (a Python installed under
+``/root`` is not). As an ordinary
 user, ``bwrap`` and ``unshare`` run in a user namespace, where the process count starts at
 zero; ``none`` shares the count with the user's other processes, so it allows that many more.
+
+Per-uid kernel state that outlives a process (the user keyring above all) is refused by the
+``bwrap`` filter (:mod:`~aipo_env.sandbox.seccomp`; x86_64 and aarch64 only, elsewhere
+bubblewrap runs without one); in ``unshare`` and ``none`` modes, which have no filter, an
+execution can leave keys for a later one that leases the same uid.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -45,6 +76,7 @@ from pathlib import Path
 from typing import Literal
 
 from aipo_env.sandbox.limits import Limits
+from aipo_env.sandbox.seccomp import filter_fd, filter_program
 
 Mode = Literal["bwrap", "unshare", "none"]
 MODES: tuple[Mode, ...] = ("bwrap", "unshare", "none")
@@ -80,15 +112,22 @@ class Isolation:
     python: str = sys.executable
     drop_privileges: bool = False
 
-    def command(self, workdir: Path, limits: Limits, uid: int | None = None) -> list[str]:
-        """The argv that runs ``workdir/main.py`` under ``limits``, as ``uid`` when dropping privileges."""
+    def command(
+        self, workdir: Path, limits: Limits, uid: int | None = None, seccomp_fd: int | None = None
+    ) -> list[str]:
+        """The argv that runs ``workdir/main.py`` under ``limits``, as ``uid`` when dropping privileges.
+
+        ``seccomp_fd`` (``bwrap`` mode) is a descriptor the child inherits that holds the
+        system-call filter (see :mod:`aipo_env.sandbox.seccomp`).
+        """
         extra = _processes_of(os.getuid()) if self.mode == "none" and os.getuid() != 0 else 0
         user = str(DEFAULT_UID if uid is None else uid) if self.drop_privileges else "-"
         settings = [f"{name}={value}" for name, value in limits.rlimits(extra_processes=extra).items()]
         program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, "main.py", user, *settings]
         if self.mode == "bwrap":
             mounts = [*_bwrap_mounts(workdir, limits), *self._bwrap_python, "--remount-ro", "/"]
-            return [*self._bwrap_prefix, *mounts, "--", *program]
+            seccomp = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+            return [*self._bwrap_prefix, *mounts, *seccomp, "--", *program]
         if self.mode == "unshare" and self.drop_privileges:
             return [
                 *self._unshare_prefix,
@@ -156,13 +195,16 @@ class Isolation:
 
 
 def _bwrap_mounts(workdir: Path, limits: Limits) -> list[str]:
-    """The writable places: a private ``/tmp`` and the working directory, each a tmpfs of
-    ``limits.disk_mb`` (so the total written is bounded), with the job's files bound read-only."""
+    """The writable places: a private ``/tmp``, ``/dev/shm`` and the working directory, each a
+    tmpfs of ``limits.disk_mb`` (so the total written is bounded), with the job's files bound
+    read-only. (Without ``--size``, ``/dev/shm`` stays bubblewrap's root-owned directory.)"""
     if not _bwrap_has("--size"):  # bubblewrap < 0.6: no sized tmpfs, only the per-file limit
         args = ["--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
         return [*args, "--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR]
     size = str(limits.disk_mb * 1024 * 1024)
     args = ["--size", size, "--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
+    # bubblewrap's /dev/shm is a root-owned directory; a sized one lets multiprocessing's locks work
+    args += ["--size", size, "--perms", "1777", "--tmpfs", "/dev/shm"]
     args += ["--size", size, "--perms", "0777", "--tmpfs", SANDBOX_DIR]
     for name in sorted(os.listdir(workdir)):
         args += ["--ro-bind", str(workdir / name), f"{SANDBOX_DIR}/{name}"]
@@ -272,6 +314,14 @@ def _detect_cached(requested: str, python: str, unsafe_root: bool) -> Isolation:
             if problem is None:
                 if requested == "auto" and mode != "bwrap":
                     _warn(isolation, failures)
+                if mode == "bwrap" and filter_program() is None:
+                    warnings.warn(
+                        f"Sandbox: no system-call filter for {platform.machine()} (x86_64 and aarch64 "
+                        "only): programs can use the keyring, SysV shared memory, memfds and user "
+                        "namespaces",
+                        SandboxWarning,
+                        stacklevel=4,
+                    )
                 return isolation
             failures.append(f"{mode}{' as an unprivileged user' if drop else ''}: {problem}")
     advice = ""
@@ -300,13 +350,20 @@ def _probe(isolation: Isolation) -> str | None:
         if isolation.drop_privileges:
             os.chown(workdir, DEFAULT_UID, DEFAULT_UID)
             os.chown(workdir / "main.py", DEFAULT_UID, DEFAULT_UID)
-        command = isolation.command(workdir, Limits(wall_seconds=30))
-        try:
-            done = subprocess.run(
-                command, cwd=workdir, capture_output=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"{type(exc).__name__}: {exc}"
+        with filter_fd() as seccomp:
+            seccomp = seccomp if isolation.mode == "bwrap" else None
+            command = isolation.command(workdir, Limits(wall_seconds=30), seccomp_fd=seccomp)
+            try:
+                done = subprocess.run(
+                    command,
+                    cwd=workdir,
+                    capture_output=True,
+                    timeout=30,
+                    env={"PATH": "/usr/bin:/bin"},
+                    pass_fds=() if seccomp is None else (seccomp,),
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"{type(exc).__name__}: {exc}"
     if done.returncode == 0 and b"sandbox-ok" in done.stdout:
         return None
     message = done.stderr.decode(errors="replace").strip().splitlines()

@@ -2,9 +2,12 @@
 
 :func:`execute` writes ``main.py`` (and any extra files) into a new temporary directory, starts
 the interpreter under the chosen :class:`~aipo_env.sandbox.isolation.Isolation` in a new
-session with a scrubbed environment, feeds it ``stdin``, collects at most
-``limits.max_output_bytes`` of each output stream, kills the whole process group when the
-program ends, runs out of wall time or writes too much, and removes the directory.
+session with a scrubbed environment (in its own memory cgroup where there is one, see
+:mod:`~aipo_env.sandbox.cgroup`; with the system-call filter in ``bwrap`` mode, see
+:mod:`~aipo_env.sandbox.seccomp`), feeds it ``stdin``, collects at most
+``limits.max_output_bytes`` of each output stream, kills the whole process group (and the rest
+of its cgroup) when the program ends, runs out of wall time or writes too much, and removes the
+directory and the cgroup.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from aipo_env.sandbox.cgroup import ExecutionCgroup, memory_cgroups
 from aipo_env.sandbox.isolation import Isolation
 from aipo_env.sandbox.limits import Limits
+from aipo_env.sandbox.seccomp import filter_fd
 
-Status = Literal["ok", "exit", "signal", "timeout", "output_limit"]
+Status = Literal["ok", "exit", "signal", "timeout", "output_limit", "memory_limit"]
 _POLL_SECONDS = 0.05
 _CHUNK = 65536
 
@@ -38,7 +43,8 @@ class ExecutionResult:
     Attributes:
         status: ``ok`` (exit status 0), ``exit`` (another exit status), ``signal`` (killed by a
             signal it caused: ``SIGXCPU`` for the CPU limit, ``SIGKILL``, ``SIGSEGV``, ...),
-            ``timeout`` (wall-clock limit) or ``output_limit`` (too much output).
+            ``timeout`` (wall-clock limit), ``output_limit`` (too much output) or
+            ``memory_limit`` (the kernel's OOM killer stopped it at ``total_memory_mb``).
         returncode: the exit status as the sandbox reported it (``None`` if it was killed by
             the parent before it exited).
         stdout: the first ``max_output_bytes`` of standard output, decoded as UTF-8.
@@ -73,6 +79,9 @@ class ExecutionResult:
             return f"exceeded the wall-clock limit of {limits.wall_seconds:g} s and was killed"
         if self.status == "output_limit":
             return f"wrote more than {limits.max_output_bytes} bytes of output and was killed"
+        if self.status == "memory_limit":
+            mib = limits.total_memory_bytes() // (1024 * 1024)
+            return f"exceeded the total memory limit of {mib} MiB and was killed"
         if self.signal == "SIGXCPU":
             return f"exceeded the CPU-time limit of {limits.cpu_seconds:g} s"
         return f"was killed by {self.signal}"
@@ -97,22 +106,52 @@ def execute(
         files: more files for the working directory, by relative name.
         uid: the unprivileged uid it runs as when ``isolation.drop_privileges``.
     """
-    with prepared(source, isolation, limits, files, uid) as (workdir, command, environment, started):
+    with prepared(source, isolation, limits, files, uid) as launch:
         with tempfile.TemporaryFile() as stdin_file:
             # a file, not a pipe: nothing can block on a program that never reads its input
             stdin_file.write(stdin.encode() if isinstance(stdin, str) else stdin)
             stdin_file.seek(0)
-            process = subprocess.Popen(
-                command,
-                stdin=stdin_file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=workdir,
-                env=environment,
-                start_new_session=True,
-            )
+            process = launch.start(stdin_file)
             status, stdout, stderr = _watch(process, limits)
-        return finish(process, status, stdout, stderr, isolation, limits, started)
+        return finish(process, status, stdout, stderr, launch)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to start one prepared execution.
+
+    Attributes:
+        workdir: its fresh working directory on the host.
+        command: the argv (joining ``cgroup`` first when there is one).
+        environment: the scrubbed environment.
+        started: when the preparation began (``time.monotonic()``).
+        isolation: the isolation it runs under.
+        limits: its limits.
+        pass_fds: descriptors the command inherits (the system-call filter's).
+        cgroup: its memory cgroup, or ``None`` where the machine has no usable one.
+    """
+
+    workdir: Path
+    command: list[str]
+    environment: dict[str, str]
+    started: float
+    isolation: Isolation
+    limits: Limits
+    pass_fds: tuple[int, ...] = ()
+    cgroup: ExecutionCgroup | None = None
+
+    def start(self, stdin: object) -> subprocess.Popen:
+        """Start the command in a new session with pipes for stdout and stderr."""
+        return subprocess.Popen(
+            self.command,
+            stdin=stdin,  # type: ignore[arg-type]
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.workdir,
+            env=self.environment,
+            start_new_session=True,
+            pass_fds=self.pass_fds,
+        )
 
 
 @contextlib.contextmanager
@@ -122,14 +161,13 @@ def prepared(
     limits: Limits,
     files: Mapping[str, str | bytes] | None,
     uid: int | None,
-) -> Iterator[tuple[Path, list[str], dict[str, str], float]]:
-    """A fresh working directory with ``main.py`` and ``files``, removed afterwards.
-
-    Yields:
-        ``(workdir, argv, environment, start time)`` for starting the program.
-    """
+) -> Iterator[Launch]:
+    """A fresh working directory with ``main.py`` and ``files``, a memory cgroup where the machine
+    has one, and the filter's descriptor in ``bwrap`` mode; all removed afterwards (the cgroup's
+    processes killed first)."""
     workdir = Path(tempfile.mkdtemp(prefix="aipo-sandbox-"))
     started = time.monotonic()
+    cgroup: ExecutionCgroup | None = None
     try:
         _populate(workdir, {**(files or {}), "main.py": source}, uid if isolation.drop_privileges else None)
         inside = isolation.workdir_inside(workdir)
@@ -140,33 +178,50 @@ def prepared(
             "HOME": inside,
             "TMPDIR": inside,
         }
-        yield workdir, isolation.command(workdir, limits, uid), environment, started
+        cgroups = memory_cgroups()
+        cgroup = cgroups.create(limits.total_memory_bytes()) if cgroups is not None else None
+        with filter_fd() if isolation.mode == "bwrap" else contextlib.nullcontext() as seccomp:
+            command = isolation.command(workdir, limits, uid, seccomp_fd=seccomp)
+            yield Launch(
+                workdir=workdir,
+                command=cgroup.wrap(command) if cgroup is not None else command,
+                environment=environment,
+                started=started,
+                isolation=isolation,
+                limits=limits,
+                pass_fds=() if seccomp is None else (seccomp,),
+                cgroup=cgroup,
+            )
     finally:
+        if cgroup is not None:
+            cgroup.remove()
         remove_tree(workdir)
 
 
 def finish(
-    process: subprocess.Popen,
-    status: Status,
-    stdout: bytes,
-    stderr: bytes,
-    isolation: Isolation,
-    limits: Limits,
-    started: float,
+    process: subprocess.Popen, status: Status, stdout: bytes, stderr: bytes, launch: Launch
 ) -> ExecutionResult:
-    """Kill what is left of the program's process group and describe how it ended."""
+    """Kill what is left of the program's process group and describe how it ended.
+
+    An execution whose cgroup saw an OOM kill and that then exited badly or by a signal ended at
+    the total memory limit (``memory_limit``); the parent's own verdicts (``timeout``,
+    ``output_limit``) and a clean exit stand.
+    """
+    isolation, limits = launch.isolation, launch.limits
     kill_group(process)
     process.wait()
     returncode = process.returncode if status not in ("timeout", "output_limit") else None
     number = isolation.signal_number(returncode) if returncode is not None else None
     if status == "ok" and returncode != 0:
         status = "signal" if number is not None else "exit"
+        if launch.cgroup is not None and launch.cgroup.oom_kills() > 0:
+            status = "memory_limit"
     return ExecutionResult(
         status=status,
         returncode=returncode,
         stdout=stdout.decode(errors="replace"),
         stderr=stderr.decode(errors="replace"),
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - launch.started,
         signal=signal.Signals(number).name if number in signal.valid_signals() else None,
         isolation=isolation.mode,
         limits=limits,

@@ -1,0 +1,76 @@
+"""The total memory bound: a memory cgroup per execution counts what no per-process limit sees."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from aipo_env.sandbox import Limits, SandboxWarning
+from aipo_env.sandbox import cgroup as cgroup_module
+
+
+@pytest.fixture
+def cgroups():
+    """This process's memory cgroup; the test is skipped where the machine has no usable one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxWarning)
+        found = cgroup_module.memory_cgroups()
+    if found is None:
+        pytest.skip(f"no usable memory cgroup here: {cgroup_module._detect()}")
+    return found
+
+
+def _ours(cgroups: cgroup_module.MemoryCgroups) -> list[str]:
+    """The execution cgroups this process has now."""
+    prefix = f"aipo-{os.getpid()}-"
+    return [entry.name for entry in cgroups.parent.iterdir() if entry.name.startswith(prefix)]
+
+
+def test_a_tmpfs_file_past_the_total_is_stopped_and_the_cgroup_removed(sandbox, cgroups):
+    # /tmp may hold 512 MiB, the execution 128: the file's pages count against the cgroup
+    limits = Limits(wall_seconds=5, memory_mb=128, disk_mb=512, total_memory_mb=128, max_file_mb=512)
+    program = (
+        "with open('/tmp/pinned', 'wb') as out:\n    for _ in range(300):\n        out.write(bytes(1 << 20))"
+    )
+    result = sandbox.run(program, limits=limits)
+    assert result.status == "memory_limit" and "total memory limit of 128 MiB" in result.describe(), result
+    assert _ours(cgroups) == []
+    assert sandbox.run("print('next')").stdout == "next\n"
+
+
+def test_many_processes_together_are_stopped_at_the_total(sandbox, cgroups):
+    # 8 processes of 100 MiB each stay under their own 256 MiB, not under 256 MiB together
+    limits = Limits(wall_seconds=5, memory_mb=256, total_memory_mb=256, max_processes=8)
+    program = "import os, time\nfor _ in range(3):\n    os.fork()\nheld = bytearray(100 << 20)\ntime.sleep(2)"
+    result = sandbox.run(program, limits=limits)
+    assert result.status == "memory_limit", result
+    assert result.seconds < 4 and _ours(cgroups) == []
+
+
+def test_a_program_within_the_total_is_unaffected(sandbox, cgroups):
+    limits = Limits(wall_seconds=5, memory_mb=256, total_memory_mb=256)
+    result = sandbox.run("held = bytearray(150 << 20)\nprint(len(held) >> 20)", limits=limits)
+    assert result.ok and result.stdout == "150\n", result
+
+
+def test_without_a_cgroup_executions_run_and_one_warning_says_what_is_not_bounded(sandbox, monkeypatch):
+    monkeypatch.setattr(cgroup_module, "_detect", lambda: "no cgroup memory controller is mounted")
+    monkeypatch.setattr(cgroup_module, "_WARNED", [])
+    with pytest.warns(SandboxWarning, match="bounded per process only") as caught:
+        first = sandbox.run("print('ran')")
+        second = sandbox.run("print('ran')")
+    assert first.stdout == second.stdout == "ran\n"
+    assert len([w for w in caught if issubclass(w.category, SandboxWarning)]) == 1
+
+
+@pytest.mark.parametrize("value", [0, 63, 1.5, "1024"])
+def test_total_memory_must_be_an_integer_of_at_least_64(value):
+    with pytest.raises(ValueError, match="total_memory_mb"):
+        Limits(total_memory_mb=value)
+
+
+def test_total_memory_defaults_to_twice_the_per_process_memory():
+    assert Limits(memory_mb=300).total_memory_bytes() == 600 << 20
+    assert Limits(total_memory_mb=100).total_memory_bytes() == 100 << 20
