@@ -177,9 +177,9 @@ class CodeTask(ListedTask):
     def program(self, problem: Problem, response: str) -> str:
         """The program that is run for ``response``.
 
-        HumanEval: a response that defines the entry point runs after the prompt's imports (it
-        may use ``List`` without importing it, as the prompt did); any other response is a
-        completion of the body and runs after the whole prompt.
+        HumanEval: a response that defines the entry point runs after the prompt's imports and
+        helpers (it may use ``List`` or a helper function without repeating it, as the prompt
+        did); any other response is a completion of the body and runs after the whole prompt.
         """
         code, _ = extract_code(response)
         entry_point = problem.metadata.get("entry_point")
@@ -187,8 +187,12 @@ class CodeTask(ListedTask):
             return problem.metadata.get("preamble", "") + code
         prefix = problem.metadata["prefix"]
         if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
-            imports = [line for line in prefix.splitlines() if re.match(r"(import|from)\s", line)]
-            return "\n".join([*imports, code])
+            helpers = problem.metadata.get("helpers")
+            if helpers is None:  # a problem built before helpers were recorded: its imports
+                helpers = "".join(
+                    line for line in prefix.splitlines(True) if re.match(r"(import|from)\s", line)
+                )
+            return f"{helpers}\n{code}" if helpers else code
         return prefix + code
 
     def knowledge(self) -> Sequence[Mapping[str, Any]]:
@@ -210,6 +214,7 @@ class CodeTask(ListedTask):
                 problem.metadata["setup"],
                 [test["source"] for test in tests],
                 targets=frozenset(problem.metadata.get("targets") or defined_names(problem.answer)),
+                helpers=problem.metadata.get("helpers", ""),
                 timeout=self.timeout,
                 load_seconds=load_seconds,
             )

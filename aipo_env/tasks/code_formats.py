@@ -10,7 +10,14 @@ Every code problem carries, in ``metadata``:
 * ``visible``: how many tests, counted from the first, are *visible*: shown in the prompt and
   run by the Verify agent. The others are *hidden*: only the final score runs them;
 * ``entry_point`` and ``prefix``: HumanEval's function name, and the prompt that is put before
-  a response that does not define that function (a completion of the body).
+  a response that does not define that function (a completion of the body);
+* ``helpers`` and ``targets`` (HumanEval): what the prompt defines besides the entry point
+  (imports, helper functions such as HumanEval/38's ``encode_cyclic``), and the one name the
+  program is asked to write. A test that calls a helper gets the prompt's own definition, run
+  by the judge, never the program's: a program that redefines ``encode_cyclic`` cannot decide
+  its own grade. The program runs after the helpers, so it may use them without repeating them.
+  MBPP's prompt defines nothing, and its tests call only the function it asks for (all 257
+  rows of the sanitized test split), so every name they use is the program's.
 
 **Which tests are visible.** MBPP: the first ``test_list`` assert (the one MBPP's own
 ``prompt_w_code_header`` shows); the other asserts are hidden. HumanEval: ``check(candidate)``
@@ -100,6 +107,7 @@ def humaneval_problem(row: Row, *, source: str, visible: int) -> Problem:
         raise DataError(f"{row.origin}, row {row.number}: entry_point {entry_point!r} is not a Python name")
     reference = prompt + str(row.field("canonical_solution"))
     test_source = str(row.field("test"))
+    _require_python(row, "prompt", prompt)
     _require_python(row, "test", test_source)
     setup, tests, parameter = split_check(test_source, entry_point)
     displayed = [rename(test, parameter, entry_point) if parameter else test for test in tests]
@@ -120,6 +128,8 @@ def humaneval_problem(row: Row, *, source: str, visible: int) -> Problem:
             "visible": len(shown),
             "entry_point": entry_point,
             "prefix": prompt,
+            "helpers": task_helpers(prompt, entry_point),
+            "targets": [entry_point],
         },
     )
 
@@ -160,6 +170,17 @@ def split_check(test_source: str, entry_point: str) -> tuple[str, list[str], str
     helpers = [node for node in tree.body if node is not check]
     setup = ast.unparse(ast.Module(body=helpers, type_ignores=[]))
     return f"{setup}\n{parameter} = {entry_point}\n", tests, parameter
+
+
+def task_helpers(prompt: str, entry_point: str) -> str:
+    """The top-level statements of ``prompt`` other than the definition of ``entry_point``."""
+    body = ast.parse(prompt).body
+    kept = [
+        node
+        for node in body
+        if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point)
+    ]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[])) + "\n" if kept else ""
 
 
 def rename(source: str, old: str, new: str) -> str:

@@ -20,23 +20,27 @@ of the run). The first frame is ``{"program", "setup", "seconds"}``; each later 
   compiled at load (the first frame has ``"stdio": True``);
 * ``("end",)``: exit.
 
-Replies go to the original standard output, one Python literal tuple a line (the program's own
-prints go to standard error):
+Replies go to the original standard output, one JSON array a line (written by the C encoder of
+``_json``; the program's own prints go to standard error):
 
 * ``("loaded", names)`` or ``("load_error", detail)`` once the program and the setup's imports ran;
 * ``("value", id, encoded)``, ``("raised", id, exception type, message)`` or ``("timeout", id)``.
 
 **Encoding.** A value is a tagged tuple tree built from exact builtin types only (``type(x) is
 int``, never a subclass): ``("n",)`` None, ``("b", bool)``, ``("i", hex)``, ``("f", float.hex)``,
-``("c", real hex, imaginary hex)``, ``("s", str)``, ``("y", bytes)``, ``("l"|"t"|"set"|"fs",
-[items])``, ``("d", [(key, value)])``, ``("r", start, stop, step)`` a range, ``("dq", [items])`` a deque, ``("it", [items])``
-an iterator (materialised, so ``list(f(x))`` works and ``f(x) == [...]`` stays false), and
+``("c", real hex, imaginary hex)``, ``("s", str)``, ``("y", hex of the bytes)``,
+``("l"|"t"|"set"|"fs", [items])``, ``("d", [(key, value)])``, ``("r", start hex, stop hex, step
+hex)`` a range, ``("dq", [items])`` a deque, ``("it", [items])`` an iterator (materialised, so
+``list(f(x))`` works and ``f(x) == [...]`` stays false), and
 ``("h", number)`` a handle for any other object (a class instance, a function), which stays here
 and can be passed back in later calls. An instance of a subclass of a builtin type (a
 ``Counter``, a namedtuple, an ``int`` subclass) is sent as its plain builtin data: its own
-``__eq__`` never leaves. Trees are bounded in nodes and depth.
+``__eq__`` never leaves. Trees are bounded in nodes (a range counts its length) and depth, and
+integers in bits; a value past a bound is an error of the test that asked for it. The judge
+checks the same bounds again (:mod:`aipo_env.tasks.code_values`), and more.
 """
 
+import _json  # the C module: `json` would import re
 import _signal as signal  # the C module: `signal` would import enum, a tenth of the start-up
 import builtins
 import marshal
@@ -45,6 +49,7 @@ import os
 _MAX_NODES = 200_000
 _MAX_DEPTH = 48
 _MAX_ITEMS = 100_000
+_MAX_INT_BITS = 1 << 17
 
 
 class _TestTimeout(BaseException):
@@ -53,6 +58,10 @@ class _TestTimeout(BaseException):
 
 class _TooLarge(Exception):
     """A value past the encoding's bounds."""
+
+
+def _refuse(value):
+    raise TypeError("not part of the encoding")
 
 
 def _describe(exc, _type=type, _str=str, _base=BaseException):
@@ -79,7 +88,6 @@ def _serve(
     _write=os.write,
     _exit=os._exit,
     _loads=marshal.loads,
-    _repr=repr,
     _compile=compile,
     _exec=exec,
     _getattr=getattr,
@@ -119,9 +127,20 @@ def _serve(
         dict: lambda v: {k: dict.__getitem__(v, k) for k in dict.__iter__(v)},
     }
     handles = {}
+    to_json = _json.make_encoder(
+        markers=None,
+        default=_refuse,
+        encoder=_json.encode_basestring_ascii,
+        indent=None,
+        key_separator=":",
+        item_separator=",",
+        sort_keys=False,
+        skipkeys=False,
+        allow_nan=False,
+    )
 
     def reply(*record):
-        _write(report_fd, (_repr(record) + "\n").encode())
+        _write(report_fd, ("".join(to_json(record, 0)) + "\n").encode())
 
     def frame():
         header = read_exactly(4)
@@ -146,6 +165,8 @@ def _serve(
         if kind is bool:
             return ("b", value)
         if kind is int:
+            if value.bit_length() > _MAX_INT_BITS:
+                raise _too_large("the integer is too large to send")
             return ("i", _hex(value))
         if kind is float:
             return ("f", _fhex(value))
@@ -154,7 +175,7 @@ def _serve(
         if kind is str:
             return ("s", value)
         if kind is bytes:
-            return ("y", value)
+            return ("y", value.hex())
         if kind in kinds:
             return (kinds[kind], [encode(item, depth + 1, budget) for item in value])
         if kind is dict:
@@ -163,7 +184,10 @@ def _serve(
                 [(encode(k, depth + 1, budget), encode(v, depth + 1, budget)) for k, v in value.items()],
             )
         if kind is range:
-            return ("r", value.start, value.stop, value.step)
+            budget[0] -= _len(value)
+            if budget[0] < 0 or _len(value) > _MAX_ITEMS:
+                raise _too_large("the range is too long to send")
+            return ("r", _hex(value.start), _hex(value.stop), _hex(value.step))
         for base in bases:  # a subclass (Counter, a namedtuple): its plain data, never its methods
             if _isinstance(value, base):
                 return encode(convert[base](value), depth, budget)
@@ -185,8 +209,10 @@ def _serve(
             return handles[tree[1]]
         if tag == "n":
             return None
-        if tag in ("b", "s", "y"):
+        if tag in ("b", "s"):
             return tree[1]
+        if tag == "y":
+            return bytes.fromhex(tree[1])
         if tag == "i":
             return int(tree[1], 16)
         if tag == "f":
@@ -198,7 +224,7 @@ def _serve(
         if tag == "d":
             return {decode(k): decode(v) for k, v in tree[1]}
         if tag == "r":
-            return range(tree[1], tree[2], tree[3])
+            return range(int(tree[1], 16), int(tree[2], 16), int(tree[3], 16))
         if tag == "it":
             return _iter([decode(item) for item in tree[1]])
         if tag == "dq":

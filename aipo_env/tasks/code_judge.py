@@ -20,8 +20,17 @@ is pass the program something that is not plain data (a lambda, an object of the
 or read an attribute of the program's function objects; such a test is an ``error``.
 
 Test code comes from the data set, which is trusted as the data set is: it runs in this process
-(never the program's code). Each test has ``timeout`` seconds of the program's time; a program
-that stops answering ends the execution, and its remaining tests are ``not_run``.
+(never the program's code), and so do the task's own helper functions (``helpers``: what a
+HumanEval prompt defines besides the function to write), so that a test that calls one gets the
+task's definition, not the program's. Each test has ``timeout`` seconds of the program's time; a
+program that stops answering ends the execution, and its remaining tests are ``not_run``.
+
+**Nothing from the program can make the judge raise, hang or grow.** Its values are bounded and
+checked before anything is built from them (:mod:`aipo_env.tasks.code_values`: nodes, depth,
+integer bits, range lengths, hash collisions, JSON parsing); the Python lines of the test code
+and the helpers stop at the test's deadline (a trace function on this thread; C-level work is
+bounded by the value bounds); an error of the judge's own on a strange reply becomes an
+``error`` outcome, never an exception out of the dialogue.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import marshal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -43,6 +52,9 @@ from aipo_env.sandbox.dialogue import Channel, ChannelClosed, NoAnswer
 from aipo_env.tasks.code_values import BadReply, Handle, decode, encode, parse_reply
 
 _GRACE_SECONDS = 0.5
+_HELPERS = "<task helpers>"
+#: the code whose Python lines stop at a test's deadline: the tests, the setup and the helpers
+_BOUNDED_FILES = ("<test", _HELPERS)
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
@@ -80,6 +92,7 @@ def judge(
     targets: frozenset[str],
     timeout: float,
     load_seconds: float,
+    helpers: str = "",
 ) -> Callable[[Channel], Verdict]:
     """The dialogue (for :func:`~aipo_env.sandbox.dialogue.converse`) that judges ``program``.
 
@@ -92,6 +105,7 @@ def judge(
             provides even when they shadow a builtin (MBPP has a function named ``sum``).
         timeout: seconds of the program's time per test.
         load_seconds: seconds the program may take to load.
+        helpers: the task's own definitions that tests may call (run here, never the program's).
     """
 
     def dialogue(channel: Channel) -> Verdict:
@@ -101,16 +115,18 @@ def judge(
         loaded = _load(channel, first_frame, load_seconds)
         if not isinstance(loaded, list):
             return Verdict(loaded, outcomes)
-        defined = set(loaded)
-        namespace = _namespace(setup, tests, defined, targets, remote)
+        trusted = defined_names(helpers)
+        namespace = _namespace(setup, tests, set(loaded) - trusted, targets, remote)
         try:
+            exec(_compiled(helpers, _HELPERS), namespace)
             exec(_compiled(setup, "<test setup>"), namespace)
         except Exception as exc:  # the data set's own setup is broken: no test can pass
             return Verdict(True, [("error", f"the test setup failed: {_describe(exc)}")] * len(tests))
-        for index, source in enumerate(tests):
-            outcomes[index] = remote.run_test(source, index, namespace, timeout)
-            if remote.gone:
-                break
+        with _judged(outcomes):
+            for index, source in enumerate(tests):
+                outcomes[index] = remote.run_test(source, index, namespace, timeout)
+                if remote.gone:
+                    break
         remote.end()
         return Verdict(True, outcomes)
 
@@ -134,26 +150,47 @@ def judge_output(
         )
         if not isinstance(loaded, list):
             return Verdict(loaded, outcomes)
-        for index, (given, expected) in enumerate(cases):
-            remote.start_test(timeout)
-            try:
-                printed = remote.stdio(given.encode("utf-8"))
-                if type(printed) is not str:
-                    outcomes[index] = ("error", "the program's output could not be read")
-                elif same_output(printed, expected):
-                    outcomes[index] = ("passed", "")
-                else:
-                    outcomes[index] = ("failed", f"printed {_shorten(printed)}")
-            except _Timeout:
-                outcomes[index] = ("timeout", f"took longer than {timeout:g} s")
-            except _Gone:
-                break
-            except Exception as exc:  # the program raised
-                outcomes[index] = ("error", _describe(exc))
+        with _judged(outcomes):
+            _judge_cases(remote, cases, outcomes, timeout)
         remote.end()
         return Verdict(True, outcomes)
 
     return dialogue
+
+
+def _judge_cases(remote: _Remote, cases: Sequence[tuple[str, str]], outcomes: list, timeout: float) -> None:
+    """Run each stdin case and compare what the program printed, in place in ``outcomes``."""
+    for index, (given, expected) in enumerate(cases):
+        remote.start_test(timeout)
+        try:
+            printed = remote.stdio(given.encode("utf-8"))
+            if type(printed) is not str:
+                outcomes[index] = ("error", "the program's output could not be read")
+            elif same_output(printed, expected):
+                outcomes[index] = ("passed", "")
+            else:
+                outcomes[index] = ("failed", f"printed {_shorten(printed)}")
+        except _Timeout:
+            outcomes[index] = ("timeout", f"took longer than {timeout:g} s")
+        except _Gone:
+            return
+        except Exception as exc:  # the program raised
+            outcomes[index] = ("error", _describe(exc))
+
+
+@contextlib.contextmanager
+def _judged(outcomes: list[tuple[str, str]]) -> Iterator[None]:
+    """Turn an error of the judge's own (a bug met by a strange reply) into ``error`` outcomes
+    for the tests it left unjudged: ``env.step`` must never raise on a program's output."""
+    try:
+        yield
+    except Exception as exc:
+        for index, (outcome, _) in enumerate(outcomes):
+            if outcome == "not_run":
+                outcomes[index] = (
+                    "error",
+                    f"the judge could not use the program's reply ({type(exc).__name__})",
+                )
 
 
 def _load(channel: Channel, first_frame: dict[str, Any], load_seconds: float) -> list[str] | bool | str:
@@ -164,8 +201,8 @@ def _load(channel: Channel, first_frame: dict[str, Any], load_seconds: float) ->
         first = parse_reply(channel.receive(load_seconds + _GRACE_SECONDS))
     except (ChannelClosed, BadReply):
         return False
-    if first[0] == "load_error" and len(first) == 2:
-        return str(first[1])
+    if first[0] == "load_error" and len(first) == 2 and type(first[1]) is str:
+        return first[1][:300]
     if first[0] != "loaded" or len(first) != 2 or type(first[1]) is not list:
         return False
     return [name for name in first[1] if type(name) is str]
@@ -235,7 +272,8 @@ class _Remote:
     def run_test(self, source: str, index: int, namespace: dict, timeout: float) -> tuple[str, str]:
         self.start_test(timeout)
         try:
-            exec(_compiled(source, f"<test {index + 1}>"), namespace)
+            with _deadline(self._deadline + _GRACE_SECONDS):
+                exec(_compiled(source, f"<test {index + 1}>"), namespace)
         except AssertionError:
             if self.last is _NOTHING:
                 return "failed", "the assertion did not hold"
@@ -308,6 +346,28 @@ class _Remote:
         raise _Gone()
 
 
+@contextlib.contextmanager
+def _deadline(deadline: float) -> Iterator[None]:
+    """Raise :class:`_Timeout` in the trusted test code (and the task's helpers) at its next
+    Python line after ``deadline``: a test that loops over a program's value cannot hold the
+    judge. Only this thread is traced, and only frames of that code get line events."""
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _Timeout()
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        return line if frame.f_code.co_filename.startswith(_BOUNDED_FILES) else None
+
+    previous = sys.gettrace()
+    sys.settrace(call)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
 _NOTHING = object()
 #: raised in the test's own code these would steer it: a StopIteration from the program inside
 #: ``all(map(f, xs))`` ends the iteration early and makes ``all`` true
@@ -368,7 +428,10 @@ def _free_names(setup: str, tests: tuple[str, ...]) -> frozenset[str]:
 
 
 def _describe(exc: BaseException) -> str:
-    message = str(exc)
+    try:
+        message = str(exc)
+    except Exception:  # a KeyError of an int past the digit limit
+        message = ""
     name = type(exc).__name__
     return (f"{name}: {message}" if message else name)[:300]
 

@@ -73,8 +73,8 @@ _TAMPERING = {
     "                    pass\n"
     "    frame = frame.f_back\n"
     "def sum_of_squares(numbers):\n    return -1",
-    "forge pass reports on every descriptor": "import os\n"
-    "lines = [repr(('value', i, ('i', hex(14)))) for i in range(1, 10)]\n"
+    "forge pass reports on every descriptor": "import json, os\n"
+    "lines = [json.dumps(['value', i, ['i', hex(14)]]) for i in range(1, 10)]\n"
     "lines += [repr(('test', i, 'passed', '')) for i in range(3)] + [repr(('done',))]\n"
     "for fd in list(range(0, 40)) + [int(n) for n in os.listdir('/proc/self/fd')]:\n"
     "    try:\n        os.write(fd, ('\\n'.join(lines) + '\\n').encode())\n    except OSError:\n        pass\n"
@@ -85,11 +85,11 @@ _TAMPERING = {
     "            except OSError:\n                pass\n"
     "    except OSError:\n        pass\n"
     "def sum_of_squares(numbers):\n    return -1",
-    "forge the report from inside the call": "import os\n"
+    "forge the report from inside the call": "import json, os\n"
     "def sum_of_squares(numbers):\n"
     "    for fd in range(3, 20):\n"
     "        for i in range(1, 5):\n"
-    "            try:\n                os.write(fd, (repr(('value', i, ('i', hex(14)))) + '\\n').encode())\n"
+    "            try:\n                os.write(fd, (json.dumps(['value', i, ['i', hex(14)]]) + '\\n').encode())\n"
     "            except OSError:\n                pass\n"
     "    os._exit(0)",
     "exit before the tests": "import os\nos._exit(0)",
