@@ -136,7 +136,7 @@ def run_arm(
         directory = config.output_dir / f"seed-{seed}" / arm
         tokens = helper_tokens(matched, spec.tokens)
         extra = train_control(
-            matched, warmup_dir, tokens, spec.lr, spec.batch_size, directory, config.progress
+            matched, warmup_dir, tokens, spec.lr, spec.batch_size, directory, config.progress, spec.steps
         )
         final, extra["curve"], extra["training"] = directory / "final", [], []
     else:

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from aipo.bundled import EXAMPLES  # noqa: F401 - where the demo configs live, for callers
 from algorithms.config import ModelConfig, TrainConfig, _Strict, load_config
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 AGENT_MODES = ("mask", "raw", "luffy", "aipo", "own_voice")
 
 
@@ -116,6 +116,11 @@ class ArmConfig(_Strict):
     )
     lr: float = Field(2e-3, gt=0.0, description="sft: peak learning rate (cosine decay).")
     batch_size: int = Field(32, ge=1, description="sft: solutions per step.")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="sft: train this many steps instead of matching `match`'s helper tokens (null: match).",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> ArmConfig:
@@ -125,6 +130,8 @@ class ArmConfig(_Strict):
             raise ValueError("an sft arm needs `match` (the RL arm whose helper tokens it matches)")
         if self.kind == "sft" and (self.config is not None or self.overrides):
             raise ValueError("an sft arm takes no `config` or `overrides` (it trains from `match`'s run)")
+        if self.kind == "rl" and self.steps is not None:
+            raise ValueError("`steps` is for sft arms; an rl arm's steps are in its `config`")
         if self.kind == "rl" and self.match is not None:
             raise ValueError("`match` is for sft arms; an rl arm is its `config` and `overrides`")
         return self

@@ -13,6 +13,10 @@ reply of 58 tokens holds a step of about 17), either those the arm learned from 
 ``charts/agent_tokens_learned``, the replies of its better-than-average episodes) or all those
 in its batches (``seen``). Every control token is solution text, so per token the control reads
 more of the skill than a reply shows; the match bounds its budget, it does not equalise it.
+
+With ``steps`` set (the arm's ``steps``) the control trains that many steps instead, for example
+as many solutions as an RL arm plays episodes, where the matched helper tokens are too few to
+show that the model can learn the skill at all (the real-model experiment, examples/real_rule.yaml).
 """
 
 from __future__ import annotations
@@ -52,8 +56,12 @@ def train_control(
     batch_size: int,
     directory: Path,
     progress: bool,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """Train the control from ``warmup`` on about ``tokens`` solution tokens of ``run``'s train env; save to ``directory/final``."""
+    """Train the control from ``warmup`` on about ``tokens`` solution tokens of ``run``'s train env; save to ``directory/final``.
+
+    ``steps``: train exactly this many steps instead (module docstring).
+    """
     kwargs = {key: value for key, value in run.env.kwargs.items() if key not in ("consult", "consult_cost")}
     count = _problem_count(run.env.id, kwargs)
     records = warmup_demonstrations(kwargs, count, 0.0, seed=run.seed, env_id=run.env.id)
@@ -61,7 +69,8 @@ def train_control(
     policy = load_policy(model, torch.device("cpu"))
     learned = [tokenize_demonstration(policy, record).sources.count(POLICY) for record in records]
     per_solution = sum(learned) / len(learned)
-    steps = max(1, math.ceil(tokens / (batch_size * max(per_solution, 1.0))))
+    if steps is None:
+        steps = max(1, math.ceil(tokens / (batch_size * max(per_solution, 1.0))))
     settings = SFTSettings(steps=steps, batch_size=batch_size, lr=lr, seed=run.seed, progress=progress)
     history = supervised_warmup(policy, records, settings)
     policy.save_pretrained(directory / "final")
