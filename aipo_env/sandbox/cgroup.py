@@ -15,8 +15,14 @@ cgroup of this process's own, created before the program starts and limited to
 Past the limit the kernel first reclaims, then its OOM killer kills a process of the execution
 (the execution's status is then ``memory_limit``); a write into a full tmpfs may instead fail
 with ``ENOMEM``/``ENOSPC`` in the program. The command joins the cgroup itself, before ``exec``
-(``/bin/sh -c 'echo $$ > cgroup.procs && exec "$@"'``), so nothing of the program runs outside it.
+(``/bin/sh -c 'echo 0 > tasks && exec "$@"'``), so nothing of the program runs outside it.
 Afterwards whatever is left in it is killed and the empty cgroup removed.
+
+Why ``echo 0 > tasks`` on v1: it moves the calling thread only, which the kernel does without its
+global threadgroup lock; moving a whole process (``cgroup.procs``) takes that lock for writing,
+which waits for an RCU grace period (5-15 ms measured here) while every ``fork`` on the machine
+waits too. The shell is single-threaded, so moving its thread moves the process. cgroup v2 has
+no such file for ordinary cgroups and pays that price (``cgroup.procs``).
 
 A cgroup is "usable" when this process can create a child of its own cgroup and set its limit
 (as root on most machines; with a delegated cgroup v2 subtree otherwise). Where none is,
@@ -42,7 +48,11 @@ from aipo_env.sandbox.isolation import SandboxWarning
 _PREFIX = "aipo-"
 _COUNTER = itertools.count()
 _EMPTY_SECONDS = 5.0
-_JOIN = 'echo $$ > "$0" || exit 125; exec "$@"'
+#: the shell step that joins a cgroup, and the file it writes to, per cgroup version
+_JOIN = {
+    1: ('echo 0 > "$0" || exit 125; exec "$@"', "tasks"),
+    2: ('echo $$ > "$0" || exit 125; exec "$@"', "cgroup.procs"),
+}
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,8 @@ class ExecutionCgroup:
 
     def wrap(self, command: list[str]) -> list[str]:
         """``command`` preceded by the shell step that moves it into this cgroup before it starts."""
-        return ["/bin/sh", "-c", _JOIN, str(self.path / "cgroup.procs"), *command]
+        script, joined = _JOIN[self.version]
+        return ["/bin/sh", "-c", script, str(self.path / joined), *command]
 
     def oom_kills(self) -> int:
         """How many processes the OOM killer killed in this cgroup for hitting its limit."""
@@ -108,7 +119,7 @@ class ExecutionCgroup:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.005)
+            time.sleep(0.001)
         while True:  # the last exits may still be under way: rmdir says EBUSY until they end
             try:
                 self.path.rmdir()
@@ -118,7 +129,7 @@ class ExecutionCgroup:
             except OSError:
                 if time.monotonic() >= deadline:
                     return  # left for _remove_stale of a later process; its limit still holds
-                time.sleep(0.005)
+                time.sleep(0.001)
 
     def _pids(self) -> list[int]:
         try:
