@@ -28,6 +28,7 @@ from aipo_env.episode import EpisodeRecord, Segment, TokenLogprobs
 from aipo_env.protocol import ActionKind, ParsedAction, Protocol
 from aipo_env.spaces import Transcript
 from aipo_env.tasks.base import Problem, Task
+from aipo_env.tool_calls import ToolCallProtocol
 
 ConsultMode = Literal["agents", "off"]
 _NOTE_ROOM = 200
@@ -53,7 +54,9 @@ class ReasoningEnv(gym.Env[str, str]):
         max_prompt_chars: problem prompts are cut to this many characters (``info`` says so).
         instructions: append the consult instructions to the prompt in ``consult="agents"`` mode.
         reveal_answer: put the reference answer into ``info["problem"]``.
-        protocol: the action protocol (tag names, agent names, action size limit).
+        protocol: the action protocol: a :class:`~aipo_env.protocol.Protocol` (text tags; tag
+            names, agent names, action size limit) or a
+            :class:`~aipo_env.tool_calls.ToolCallProtocol` (consults as chat-model tool calls).
         render_mode: ``"ansi"`` (return the transcript) or ``"human"`` (print it).
     """
 
@@ -74,7 +77,7 @@ class ReasoningEnv(gym.Env[str, str]):
         max_prompt_chars: int = 16384,
         instructions: bool = True,
         reveal_answer: bool = False,
-        protocol: Protocol | None = None,
+        protocol: Protocol | ToolCallProtocol | None = None,
         render_mode: str | None = None,
     ) -> None:
         if consult not in ("agents", "off"):
@@ -218,12 +221,15 @@ class ReasoningEnv(gym.Env[str, str]):
             self._note(f"The {agent_name} agent is unavailable right now; continue on your own.")
             return 0.0, "agent_error", error or "empty reply"
         logprobs = None
-        if len(text) > self.max_feedback_chars:
+        trimmed = len(text) > self.max_feedback_chars
+        if trimmed:
             text = text[: self.max_feedback_chars - 12] + " [trimmed]"
-        else:  # a cut reply's tokens no longer match it
-            logprobs = _reply_logprobs(reply, len(self.protocol.feedback_wrapper(agent_name)[0]), len(text))
+        feedback = self.protocol.feedback(agent_name, text)
+        start = len(self.protocol.feedback_wrapper(agent_name)[0])
+        if not trimmed and feedback[start : start + len(text)] == text:
+            logprobs = _reply_logprobs(reply, start, len(text))  # not for a cut or escaped reply
         self._record.consults[agent_name] += 1
-        self._append(Segment("agent", agent_name, self.protocol.feedback(agent_name, text), logprobs))
+        self._append(Segment("agent", agent_name, feedback, logprobs))
         cost = self.consult_costs.get(agent_name, 0.0)
         return (-cost if cost else 0.0), "answered", None
 
@@ -253,11 +259,7 @@ class ReasoningEnv(gym.Env[str, str]):
         return None
 
     def _consult_instructions(self) -> str:
-        names = "|".join(name for name in self.protocol.agents if name in self.agents)
-        return (
-            f"To consult a helper, end your turn with "
-            f"{self.protocol.consult(names or 'verify', 'your question')}."
-        )
+        return self.protocol.instructions([name for name in self.protocol.agents if name in self.agents])
 
     # -- bookkeeping ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ kind               when
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -87,6 +88,10 @@ class Protocol:
     def consult(self, agent: str, query: str) -> str:
         """Format a consult request, as a policy would write it."""
         return f'<{self.consult_tag} agent="{agent}">{query}</{self.consult_tag}>'
+
+    def instructions(self, names: Sequence[str]) -> str:
+        """The sentence that tells the policy how to consult ``names``."""
+        return f"To consult a helper, end your turn with {self.consult('|'.join(names) or 'verify', 'your question')}."
 
     def feedback(self, agent: str, reply: str) -> str:
         """Format a helper's reply as it is spliced into the transcript."""

@@ -13,6 +13,11 @@ Two ways to drive it:
   replies, spliced raw into the assistant's turn). Learners use this path: the tokens the model
   saw and sampled are exactly the tokens it is trained on.
 
+With ``protocol="tools"`` consults are chat-model tool calls (:mod:`policies.tool_calls`): the
+prompt offers the agents as tools, a turn ends at EOS (the end of the assistant message), and
+:meth:`encode_text` tokenises the env's text as template text (a tool message's special tokens
+parsed). The env takes :attr:`HFPolicy.env_protocol`.
+
 Sampling is one loop over a KV cache: contexts are left-padded (no mask at all when they have
 equal lengths), identical contexts (a GRPO group) are prefilled once, and a row leaves the batch
 the moment its turn ends, so later steps compute only the rows still going. The cache reserves
@@ -32,7 +37,7 @@ import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aipo_env.extras import needs_extra
 
@@ -49,10 +54,13 @@ with needs_extra("train", "policies.HFPolicy"):
         TopPLogitsWarper,
     )
 
+from aipo_env.protocol import Protocol
+from aipo_env.tool_calls import ToolCallProtocol
 from policies import shipped
 from policies.base import Action, Policy, turn_text
 from policies.decode_step import decode_step, unsupported_reason
 from policies.kv_cache import cache_argument, reserve
+from policies.tool_calls import encode_template_text, encode_tool_prompt, tool_protocol
 
 TINY = "tiny"
 logger = logging.getLogger("policies.hf")
@@ -70,7 +78,11 @@ class HFPolicy(Policy):
         temperature: sampling temperature (> 0).
         top_k: keep the ``top_k`` most likely tokens (0 = all).
         top_p: nucleus sampling mass (1 = off).
-        stop: strings that end a turn; the default ends a turn after a consult request.
+        stop: strings that end a turn; the default ends a turn after a consult request
+            (``</consult>``), or, with ``protocol="tools"``, only at EOS.
+        protocol: ``"text"``: consults are ``<consult>`` tags; ``"tools"``: tool calls in the chat
+            template's format (needs ``chat_template=True`` and a template that renders tools);
+            give :attr:`env_protocol` to the env.
         batch_size: the most sequences generated at once; larger batches are split.
         fast_decode: decode Qwen2, Qwen3 and Llama models with :mod:`policies.decode_step`
             (the same logits, less per-token overhead); other models use their own forward.
@@ -88,7 +100,8 @@ class HFPolicy(Policy):
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
-        stop: Sequence[str] = ("</consult>",),
+        stop: Sequence[str] | None = None,
+        protocol: Literal["text", "tools"] = "text",
         batch_size: int = 64,
         fast_decode: bool = True,
     ) -> None:
@@ -101,6 +114,12 @@ class HFPolicy(Policy):
                 "chat_template=True but this tokenizer has no chat template; use chat_template=False "
                 "(raw prompts) or a tokenizer of an instruct model"
             )
+        if protocol not in ("text", "tools"):
+            raise ValueError(f"protocol must be 'text' or 'tools', got {protocol!r}")
+        if protocol == "tools" and not chat_template:
+            raise ValueError(
+                "protocol='tools' offers the agents through the chat template: set chat_template=True"
+            )
         if tokenizer.pad_token_id is None:
             if tokenizer.eos_token_id is None:
                 raise ValueError("the tokenizer has neither a pad token nor an EOS token; set one of them")
@@ -109,10 +128,17 @@ class HFPolicy(Policy):
         self.chat_template = chat_template
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_k, self.top_p = top_k, top_p
+        if stop is None:
+            stop = ("</consult>",) if protocol == "text" else ()
         self.stop, self.batch_size, self.fast_decode = tuple(stop), batch_size, fast_decode
         eos = model.generation_config.eos_token_id
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_token_ids: tuple[int, ...] = tuple(eos) if isinstance(eos, list) else (eos,)
+        self.protocol = protocol
+        self.env_protocol: Protocol | ToolCallProtocol = Protocol()
+        if protocol == "tools":
+            ends = tokenizer.convert_ids_to_tokens(list(self.eos_token_ids))
+            self.env_protocol = tool_protocol(tokenizer, end_of_turn=[str(tokenizer.eos_token), *ends])
         self._triggers: torch.Tensor | bool | None = None  # see _stop_triggers
         self._told_why_slow = False  # see _decode_step
         self._cache_argument = cache_argument(model)
@@ -170,7 +196,10 @@ class HFPolicy(Policy):
     # -- encoding ------------------------------------------------------------------------------
 
     def encode_prompt(self, text: str) -> list[int]:
-        """Token ids that open an episode: the chat-formatted user turn, or BOS + raw text."""
+        """Token ids that open an episode: the chat-formatted user turn (with the agents as tools,
+        for ``protocol="tools"``), or BOS + raw text."""
+        if isinstance(self.env_protocol, ToolCallProtocol):
+            return encode_tool_prompt(self.tokenizer, text, self.env_protocol)
         if self.chat_template:
             encoded = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
@@ -179,7 +208,10 @@ class HFPolicy(Policy):
         return list(self.tokenizer(text, split_special_tokens=True)["input_ids"])
 
     def encode_text(self, text: str) -> list[int]:
-        """Token ids of text spliced into the transcript (no special tokens added or parsed)."""
+        """Token ids of text spliced into the transcript (no special tokens added or parsed; with
+        ``protocol="tools"`` special-token text is parsed, as in the template's tool messages)."""
+        if self.protocol == "tools":
+            return encode_template_text(self.tokenizer, text)
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     # -- acting --------------------------------------------------------------------------------

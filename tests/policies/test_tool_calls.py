@@ -1,0 +1,171 @@
+"""Consults as tool calls through a chat template (Qwen2.5 and Llama 3.1 formats, tiny tokenizers):
+the tools are in the prompt, replies are the template's tool messages, and the ids trained on are the
+ids sampled plus the template's rendering, equal to a forward pass over the whole episode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import pytest
+import torch
+from tool_templates import tool_model, tool_tokenizer
+
+import aipo_env  # noqa: F401  (registers the ids)
+from algorithms.batch import AGENT, POLICY, PROMPT, collate
+from algorithms.forward import token_logprobs
+from algorithms.rollout import Guide, rollout
+from policies import Action, HFPolicy
+from policies.tiny import build_tokenizer
+from policies.tool_calls import tool_protocol
+
+
+class ToolCaller(HFPolicy):
+    """The tiny model, made to call the Reasoning tool on its first turn (the call and its EOS with
+    their true log-probs) and to sample every later turn; records each context and turn."""
+
+    def __init__(self, model, tokenizer, query: str = "next step") -> None:
+        super().__init__(model, tokenizer, chat_template=True, protocol="tools", max_new_tokens=12)
+        self.query, self.calls = query, []
+
+    def generate(self, contexts: Sequence[Sequence[int]], *, greedy: bool = False) -> list[Action]:
+        actions = super().generate(contexts, greedy=greedy)
+        actions = [
+            self._call(context) if self._first_turn(context) else action
+            for context, action in zip(contexts, actions, strict=True)
+        ]
+        self.calls += [(list(context), action) for context, action in zip(contexts, actions, strict=True)]
+        return actions
+
+    def _first_turn(self, context: Sequence[int]) -> bool:
+        eos = self.tokenizer.eos_token_id  # every prompt holds as many as this one; a turn adds one
+        return list(context).count(eos) == self.encode_prompt("x").count(eos)
+
+    def _call(self, context: Sequence[int]) -> Action:
+        protocol = self.env_protocol
+        text = protocol.consult("reasoning", self.query)[: -len(protocol.end_of_turn)]
+        ids = [*self.encode_text(text), self.tokenizer.eos_token_id]
+        sequence = torch.tensor([[*context, *ids]])
+        with torch.no_grad():
+            logprobs, _ = token_logprobs(self.model, sequence, torch.ones_like(sequence))
+        return Action(text, tuple(ids), tuple(logprobs[0, len(context) :].tolist()))
+
+
+def envs(policy: HFPolicy, count: int) -> list[gym.Env]:
+    return [
+        gym.make("aipo/Arithmetic-v0", level=1, max_turns=3, max_consults=1, protocol=policy.env_protocol)
+        for _ in range(count)
+    ]
+
+
+def conversation(episode, protocol) -> list[dict]:
+    """The episode up to its tool reply as chat messages: user, assistant tool call, tool."""
+    prompt, call = episode.record.segments[0].text, protocol.parse(episode.record.segments[1].text)
+    tool_call = {"type": "function", "function": {"name": call.agent, "arguments": {"query": call.query}}}
+    wrapper = protocol.feedback_wrapper(call.agent)
+    reply = episode.record.segments[2].text[len(wrapper[0]) : -len(wrapper[1])]
+    return [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": "", "tool_calls": [tool_call]},
+        {"role": "tool", "name": call.agent, "content": reply},
+    ]
+
+
+@pytest.mark.parametrize("style", ["qwen", "llama"])
+def test_a_sampled_tool_call_its_reply_and_later_turns_are_exact_token_ids(style: str) -> None:
+    model, tokenizer = tool_model(style)
+    policy = ToolCaller(model, tokenizer)
+    episodes = rollout(policy, envs(policy, 4), [0, 1], group_size=2)
+    protocol = policy.env_protocol
+    for episode in episodes:
+        assert episode.record.consults["reasoning"] == 1  # the call was answered, as a consult
+        assert episode.record.segments[2].source == "agent"
+        # the ids up to the next assistant turn are the template's own rendering of the conversation
+        rendered = tokenizer.apply_chat_template(
+            conversation(episode, protocol),
+            tools=protocol.tools(),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        expected = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        assert episode.token_ids[: len(expected)] == expected
+        # the reply's tokens are labelled as the helper's, and nothing after them is
+        agent_ids = [i for i, s in zip(episode.token_ids, episode.sources, strict=True) if s == AGENT]
+        assert tokenizer.decode(agent_ids) == episode.record.segments[2].text
+        assert POLICY in episode.sources[episode.sources.index(AGENT) :]
+    # what the model sampled from and sampled is a prefix of what it is trained on
+    for context, action in policy.calls:
+        sampled = [*context, *action.token_ids]
+        assert any(episode.token_ids[: len(sampled)] == sampled for episode in episodes)
+    batch = collate(episodes, policy.pad_token_id)
+    with torch.no_grad():
+        logprobs, _ = token_logprobs(model, batch.input_ids, batch.attention_mask)
+    mask = batch.policy_mask
+    assert float((logprobs[mask] - batch.behaviour_logprobs[mask]).abs().max()) <= 1e-4
+
+
+def test_the_prompt_offers_the_agents_as_tools_and_turns_end_at_eos_only() -> None:
+    model, tokenizer = tool_model("qwen")
+    policy = HFPolicy(model, tokenizer, chat_template=True, protocol="tools")
+    prompt = tokenizer.decode(policy.encode_prompt("What is 2 + 3?"))
+    assert (
+        '"name": "verify"' in prompt and '"name": "knowledge"' in prompt and '"name": "reasoning"' in prompt
+    )
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert policy.stop == ()
+    env = envs(policy, 1)[0]
+    observation, _ = env.reset(options={"index": 0})
+    assert "call one of the tools verify, knowledge, reasoning" in observation
+
+
+def test_a_guided_tool_call_is_context_and_its_reply_the_templates() -> None:
+    model, tokenizer = tool_model("qwen")
+    policy = HFPolicy(model, tokenizer, chat_template=True, protocol="tools", max_new_tokens=8)
+    episodes = rollout(policy, envs(policy, 2), [0], group_size=2, guide=Guide(per_group=1))
+    guided = episodes[0]
+    assert guided.record.consults["reasoning"] == 1
+    rendered = tokenizer.apply_chat_template(
+        conversation(guided, policy.env_protocol),
+        tools=policy.env_protocol.tools(),
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    expected = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    assert guided.token_ids[: len(expected)] == expected  # the written call ends its turn with <|im_end|>
+    first_policy = guided.sources.index(POLICY)
+    assert set(guided.sources[:first_policy]) == {PROMPT, AGENT}  # the written call is never learned
+
+
+def test_a_template_without_tools_is_refused_with_what_to_do() -> None:
+    model, tokenizer = tool_model("qwen")
+    plain = build_tokenizer()
+    plain.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>{% endfor %}"
+    with pytest.raises(ValueError, match="does not render tools.*protocol='text'"):
+        tool_protocol(plain)
+    with pytest.raises(ValueError, match="needs a chat template"):
+        tool_protocol(build_tokenizer())
+    with pytest.raises(ValueError, match="set chat_template=True"):
+        HFPolicy(model, tokenizer, protocol="tools")
+
+
+def test_the_tool_message_is_what_the_template_adds_after_the_assistant_turn() -> None:
+    for style in ("qwen", "llama"):
+        tokenizer = tool_tokenizer(style)
+        protocol = tool_protocol(tokenizer)
+        reply = 'yes, "4" is right\nand {"x": 1}'
+        call = {"type": "function", "function": {"name": "verify", "arguments": {"query": "2+2=4?"}}}
+        messages = [
+            {"role": "user", "content": "Q"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+        ]
+        before = tokenizer.apply_chat_template(messages, tools=protocol.tools(), tokenize=False)
+        before = before[: before.rfind(protocol.end_of_turn) + len(protocol.end_of_turn)]
+        after = tokenizer.apply_chat_template(
+            [*messages, {"role": "tool", "name": "verify", "content": reply}],
+            tools=protocol.tools(),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        assert before + protocol.feedback("verify", reply) == after
+        # a written consult is the template's rendering of the call, end of turn included
+        assert before.endswith(protocol.consult("verify", "2+2=4?"))
