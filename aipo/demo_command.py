@@ -49,6 +49,7 @@ def command(
     require_extra("train", "aipo demo")
     from transformers.utils import logging as transformers_logging
 
+    from aipo.bundled import config_path
     from aipo.demo import run_demo
     from aipo.demo_config import AGENT_MODES, EXAMPLES, ablation_config, load_demo_config
     from aipo.demo_report import summary_text
@@ -72,7 +73,7 @@ def command(
             err=True,
         )
         raise typer.Exit(code=2)
-    path = config or EXAMPLES / ("demo_quick.yaml" if quick else tasks[task])
+    path = config_path(config) if config else EXAMPLES / ("demo_quick.yaml" if quick else tasks[task])
     extra = list(overrides or []) + ([f"seeds={list(seeds)}"] if seeds else [])
     extra += [f"warmup.source={warmup}"] if warmup == "fresh" else []
     try:

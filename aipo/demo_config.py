@@ -18,9 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from aipo.bundled import EXAMPLES  # noqa: F401 - where the demo configs live, for callers
-from algorithms.config import ModelConfig, TrainConfig, _Strict, load_config
-
-AGENT_MODES = ("mask", "raw", "luffy", "aipo", "own_voice")
+from algorithms.config import AGENT_MODES, ModelConfig, TrainConfig, _Strict, load_config  # noqa: F401
 
 
 class WarmupConfig(_Strict):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aipo.bundled import existing_config
 from aipo.errors import DEBUG_HELP, debug_wanted, one_line_errors
 from aipo.train import split_arguments
 from aipo_env.extras import require_extra
@@ -124,7 +125,7 @@ def command(
     path, overrides = split_arguments(arguments or [])
     try:
         with one_line_errors(debug, ConfigError, ValueError, OSError):
-            config = load_config(EvalConfig, path, overrides)
+            config = load_config(EvalConfig, existing_config(path), overrides)
             result = run_eval(config)
     except openai.APIError as error:  # policy=openai: the server is down, refuses the key, or the model
         if debug_wanted(debug):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aipo.bundled import config_path, existing_config
 from aipo.errors import DEBUG_HELP, one_line_errors
 from aipo_env.extras import require_extra
 
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 
 
 def split_arguments(arguments: list[str]) -> tuple[Path | None, list[str]]:
-    """``[CONFIG.yaml] key=value ...`` -> (config path or None, overrides)."""
+    """``[CONFIG.yaml] key=value ...`` -> (config path or None, overrides); a config that names no
+    file here may name an installed example (:func:`aipo.bundled.config_path`)."""
     if arguments and "=" not in arguments[0]:
-        return Path(arguments[0]), arguments[1:]
+        return config_path(Path(arguments[0])), arguments[1:]
     return None, list(arguments)
 
 
@@ -53,7 +55,7 @@ def command(
     path, overrides = split_arguments(arguments or [])
     # Only setting up is guarded: an error while training is a bug, and its traceback is wanted.
     with one_line_errors(debug, ConfigError, OSError):
-        config = load_config(TrainConfig, path, overrides)
+        config = load_config(TrainConfig, existing_config(path), overrides)
         trainer = Trainer(config)
     metrics = trainer.learn()
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate, rank 0 speaks for the job

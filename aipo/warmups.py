@@ -1,6 +1,6 @@
 """Retrain a shipped warm-up (see :mod:`policies.shipped`) exactly as it was made.
 
-    python -m aipo.warmups arithmetic          # from the repository's root; about 8 CPU-minutes
+    python -m aipo.warmups arithmetic          # about 8 CPU-minutes
 
 It runs the demo's supervised warm-up (``examples/demo.yaml``'s ``warmup`` section, seed 0) and
 writes the model, with its provenance (``warmup.yaml``) and checksums, into
@@ -15,13 +15,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from aipo.bundled import EXAMPLES
 from aipo.demo import warm_up
 from aipo.demo_config import load_demo_config
 from aipo_env.pretrained import write_checksums
 from policies.shipped import WARMUPS_DIR
 
 #: name -> (demo config it takes its warm-up section from, seed, the hard level it leaves out)
-RECIPES = {"arithmetic": (Path("examples/demo.yaml"), 0, 3)}
+RECIPES = {"arithmetic": (EXAMPLES / "demo.yaml", 0, 3)}
 
 
 def build(name: str, destination: Path | None = None) -> Path:
