@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
 from aipo.bench_consult_report import write_markdown, write_plot
@@ -42,6 +42,7 @@ from aipo_env.decision import (
     ThresholdRule,
 )
 from aipo_env.extras import require_extra
+from aipo_env.strict import Strict
 
 Algorithm = Literal["ppo", "a2c", "dqn"]
 
@@ -67,7 +68,7 @@ BASELINES: tuple[str, ...] = ("never", "always", "random", "threshold")
 _EVAL_SEED = 10_000
 
 
-class ConsultBenchConfig(BaseModel):
+class ConsultBenchConfig(Strict):
     """Settings of the benchmark (the command line's options; ``--quick`` presets some).
 
     Attributes:
@@ -82,8 +83,6 @@ class ConsultBenchConfig(BaseModel):
         workers: processes that train in parallel.
         out: output directory.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     costs: list[float] = Field(default=[0.02, 0.1, 0.3], min_length=1)
     seeds: int = Field(default=3, ge=1)

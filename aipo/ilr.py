@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from aipo_env.extras import require_extra
+from aipo_env.strict import Strict
 
 PLAYER_NAMES = ("strong", "weak")
 CONDITIONS = ("warm-up", "GRPO alone", "ILR")
 
 
-class ILRSettings(BaseModel):
+class ILRSettings(Strict):
     """Every option of the experiment (the defaults take about 10-15 minutes on 2 CPU cores)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     seeds: list[int] = Field([0, 1], min_length=1, description="One full experiment per seed.")
     level: int = Field(1, ge=1, le=10, description="Level of the built-in arithmetic family.")

@@ -19,11 +19,9 @@ rewards are all equal gets ``A = 0`` under every scale: it carries no learning s
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-AdvantageScale = Literal["group", "batch", "none", "loo"]
+from algorithms.config import ADVANTAGE_SCALES, AdvantageScale
 
 
 def group_advantages(
@@ -38,8 +36,8 @@ def group_advantages(
     Raises:
         ValueError: for an unknown ``scale`` or mismatched shapes.
     """
-    if scale not in ("group", "batch", "none", "loo"):
-        raise ValueError(f"scale must be 'group', 'batch', 'none' or 'loo', got {scale!r}")
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"scale must be one of {', '.join(ADVANTAGE_SCALES)}, got {scale!r}")
     if rewards.shape != group_ids.shape or rewards.dim() != 1:
         raise ValueError(
             f"rewards and group_ids must be 1-D and alike, got {rewards.shape} and {group_ids.shape}"

@@ -103,17 +103,20 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.config import AgentMode, LossConfig
+from algorithms.config import AGENT_MODES, AgentMode, LossConfig
 from algorithms.losses import aggregate, clip_fractions, clipped_surrogate, kl_k3
+
+_LOSS_DEFAULTS = LossConfig()
 
 
 @dataclass(frozen=True)
 class HelperSettings:
-    """The helper term's constants: ``c_min``, ``c_max`` of ``aipo`` and LUFFY's ``gamma``."""
+    """The helper term's constants: ``c_min``, ``c_max`` of ``aipo`` and LUFFY's ``gamma`` (their
+    defaults are :class:`~algorithms.config.LossConfig`'s, the one place they are written)."""
 
-    clip_min: float = 0.1
-    clip_max: float = 1.0
-    gamma: float = 0.1
+    clip_min: float = _LOSS_DEFAULTS.agent_clip_min
+    clip_max: float = _LOSS_DEFAULTS.agent_clip_max
+    gamma: float = _LOSS_DEFAULTS.luffy_gamma
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def helper_term(mode: AgentMode | str) -> HelperTerm:
         ValueError: an unknown mode.
     """
     if mode not in HELPER_TERMS:
-        raise ValueError(f"agent mode must be mask, raw, luffy, aipo or own_voice, got {mode!r}")
+        raise ValueError(f"agent mode must be one of {', '.join(AGENT_MODES)}, got {mode!r}")
     return HELPER_TERMS[mode]
 
 
@@ -191,9 +194,9 @@ def agent_coefficient(
     agent_logprobs: torch.Tensor,
     mode: AgentMode,
     *,
-    clip_min: float = 0.1,
-    clip_max: float = 1.0,
-    gamma: float = 0.1,
+    clip_min: float = HelperSettings.clip_min,
+    clip_max: float = HelperSettings.clip_max,
+    gamma: float = HelperSettings.gamma,
 ) -> torch.Tensor:
     """The (detached) factor ``c_t`` in ``grad l^agent_t = -A c_t grad log pi_theta`` (module docstring).
 
@@ -211,9 +214,9 @@ def agent_token_loss(
     advantages: torch.Tensor,
     mode: AgentMode,
     *,
-    clip_min: float = 0.1,
-    clip_max: float = 1.0,
-    gamma: float = 0.1,
+    clip_min: float = HelperSettings.clip_min,
+    clip_max: float = HelperSettings.clip_max,
+    gamma: float = HelperSettings.gamma,
 ) -> torch.Tensor:
     """Per-token helper loss ``l^agent_t`` ``[B, T]`` of one mode (module docstring); not masked.
 

@@ -9,16 +9,21 @@ are errors that name the key::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from aipo_env.strict import Strict
 
 AgentMode = Literal["mask", "raw", "luffy", "aipo", "own_voice"]
+AdvantageScale = Literal["group", "batch", "none", "loo"]
+#: the one list of each (``aipo.HELPER_TERMS`` and ``advantages.group_advantages`` cover exactly these)
+AGENT_MODES: tuple[str, ...] = get_args(AgentMode)
+ADVANTAGE_SCALES: tuple[str, ...] = get_args(AdvantageScale)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+_Strict = Strict  # the name this module's models were written with
 
 
 class TinyModelConfig(_Strict):
@@ -194,7 +199,7 @@ class RolloutConfig(_Strict):
 class LossConfig(_Strict):
     """The objective; :mod:`algorithms.aipo` writes it out."""
 
-    advantage_scale: Literal["group", "batch", "none", "loo"] = Field(
+    advantage_scale: AdvantageScale = Field(
         "group",
         description="Divide centred rewards by the group std (GRPO), batch std, or nothing (Dr. GRPO); "
         "'loo': subtract the mean reward of the group's other episodes (RLOO leave-one-out baseline, "

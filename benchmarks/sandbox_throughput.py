@@ -9,7 +9,7 @@ a time (threads that wait on processes):
 * ``sandbox``: :meth:`Sandbox.run` on the same program (isolation, limits, scrubbed
   environment, process-group kill, clean-up);
 * ``code task``: :meth:`CodeTask.score_many` on the canonical solution as a fenced response:
-  what ``aipo/Code-v0`` does per final answer (the program answers the trusted judge's
+  what ``aipo/Code-v1`` does per final answer (the program answers the trusted judge's
   calls from the sandbox; the judge runs the asserts outside it).
 
 Rows whose bare run takes longer than ``--max-seconds`` are left out of all three, so that one

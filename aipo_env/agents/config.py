@@ -24,13 +24,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aipo_env.strict import Strict
 
 _DEFAULT_CACHE = Path("~/.cache/aipo/consults.sqlite")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Strict):
+    model_config = ConfigDict(frozen=True)
 
 
 class SamplingConfig(_Strict):

@@ -44,3 +44,20 @@ def test_make_vec_steps_episodes_in_parallel(mode):
         assert isinstance(rewards, np.ndarray) and rewards.shape == (2,)
     finally:
         envs.close()
+
+
+def test_code_v0_is_kept_as_an_out_of_date_name_of_code_v1():
+    with pytest.warns(Warning, match="out of date"):
+        old = gym.make("aipo/Code-v0")
+    new = gym.make("aipo/Code-v1")
+    assert type(old.unwrapped) is type(new.unwrapped)
+    old.close()
+    new.close()
+
+
+def test_aipo_envs_names_every_dataset_of_the_code_env():
+    from aipo_env.tasks.code import DATASETS
+
+    # "built-in" reads builtin, "stdin/stdout" stdin_stdout
+    description = aipo_env.ENV_IDS["aipo/Code-v1"].lower().replace("-", "").replace("/", "_")
+    assert [name for name in DATASETS if name not in description] == []

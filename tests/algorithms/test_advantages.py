@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from algorithms.advantages import group_advantages, zero_variance_fraction
+from algorithms.config import ADVANTAGE_SCALES
 
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5])
 GROUPS = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
@@ -50,3 +51,12 @@ def test_zero_variance_fraction_and_errors() -> None:
         group_advantages(REWARDS, GROUPS, scale="std")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="alike"):
         group_advantages(REWARDS, GROUPS[:3])
+
+
+@pytest.mark.parametrize("scale", ADVANTAGE_SCALES)
+def test_every_scale_the_config_accepts_is_computed(scale):
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    advantages = group_advantages(rewards, torch.tensor([0, 0, 1, 1]), scale=scale)
+    assert (
+        advantages.shape == (4,) and advantages[0] > 0 > advantages[1] and advantages[3] > 0 > advantages[2]
+    )

@@ -279,3 +279,12 @@ def test_own_voice_needs_its_transcripts_and_flags_zero_gradient_rows() -> None:
     assert zero_gradient_rows(inputs.advantages, config).tolist() == [False, True, False]
     assert voiced.grad[1].abs().max() == 0 and logprobs.grad[1].abs().max() == 0
     assert voiced.grad[0].abs().max() > 0 and voiced.grad[2].abs().max() > 0
+
+
+def test_every_agent_mode_the_config_accepts_has_one_helper_term():
+    from algorithms.aipo import HELPER_TERMS
+    from algorithms.config import AGENT_MODES
+
+    assert sorted(HELPER_TERMS) == sorted(AGENT_MODES)
+    with pytest.raises(ValueError, match="own_voice"):
+        agent_coefficient(torch.zeros(1, 1), torch.zeros(1, 1), "nope")

@@ -263,7 +263,7 @@ def test_reference_solutions_are_learned_off_policy_with_policy_shaping(tmp_path
     ("env", "message"),
     [
         ({"id": "aipo/Procedural-v0", "kwargs": {}}, "no reference steps"),
-        ({"id": "aipo/Code-v0", "kwargs": {}}, "does not score as correct"),
+        ({"id": "aipo/Code-v1", "kwargs": {}}, "does not score as correct"),
     ],
 )
 def test_reference_solutions_are_refused_at_start_where_the_task_cannot_write_one(

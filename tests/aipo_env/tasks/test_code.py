@@ -172,7 +172,7 @@ def test_bad_rows_and_arguments_get_clear_errors(tmp_path):
 
 
 def test_code_env_passes_check_env_and_plays_an_episode_with_verify():
-    env = gym.make("aipo/Code-v0", agents="reference", partial=True)
+    env = gym.make("aipo/Code-v1", agents="reference", partial=True)
     try:
         check_env(env.unwrapped, skip_render_check=True)
         observation, info = env.reset(options={"index": 2})
