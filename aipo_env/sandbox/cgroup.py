@@ -184,10 +184,17 @@ def _detect() -> MemoryCgroups | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _own_memory_cgroup() -> MemoryCgroups | str:
-    """This process's cgroup in the v1 ``memory`` hierarchy, else in the v2 one."""
+def _own_memory_cgroup(proc_cgroup: str | None = None, mountinfo: str | None = None) -> MemoryCgroups | str:
+    """This process's cgroup in the v1 ``memory`` hierarchy, else in the v2 one.
+
+    Args:
+        proc_cgroup: the text of ``/proc/self/cgroup`` (read when ``None``).
+        mountinfo: the text of ``/proc/self/mountinfo`` (read when ``None``).
+    """
+    proc_cgroup = Path("/proc/self/cgroup").read_text() if proc_cgroup is None else proc_cgroup
+    mountinfo = Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo
     own: dict[int, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+    for line in proc_cgroup.splitlines():
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
             own[1] = path
@@ -196,7 +203,7 @@ def _own_memory_cgroup() -> MemoryCgroups | str:
     for version in (1, 2):
         if version not in own:
             continue
-        mount = _mount_of(version)
+        mount = _mount_of(version, mountinfo)
         if mount is None:
             continue
         point, root = mount
@@ -210,9 +217,9 @@ def _own_memory_cgroup() -> MemoryCgroups | str:
     return "no cgroup memory controller is mounted"
 
 
-def _mount_of(version: int) -> tuple[str, str] | None:
+def _mount_of(version: int, mountinfo: str) -> tuple[str, str] | None:
     """``(mount point, root inside the hierarchy)`` of the v1 memory or the v2 hierarchy."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in mountinfo.splitlines():
         fields = line.split()
         separator = fields.index("-")
         kind, options = fields[separator + 1], fields[separator + 3].split(",")

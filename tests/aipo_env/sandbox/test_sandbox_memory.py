@@ -74,3 +74,38 @@ def test_total_memory_must_be_an_integer_of_at_least_64(value):
 def test_total_memory_defaults_to_twice_the_per_process_memory():
     assert Limits(memory_mb=300).total_memory_bytes() == 600 << 20
     assert Limits(total_memory_mb=100).total_memory_bytes() == 100 << 20
+
+
+_MOUNTS_V1 = (
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "35 31 0:32 / {root}/memory rw,relatime - cgroup cgroup rw,memory\n"
+    "41 31 0:38 / {root}/unified rw,relatime - cgroup2 cgroup2 rw\n"
+)
+
+
+def test_the_own_cgroup_is_found_in_the_v1_memory_hierarchy_before_v2(tmp_path):
+    own = "4:memory:/jobs/job7\n9:name=systemd:/\n0::/\n"
+    found = cgroup_module._own_memory_cgroup(own, _MOUNTS_V1.format(root=tmp_path))
+    assert found == cgroup_module.MemoryCgroups(tmp_path / "memory" / "jobs" / "job7", 1)
+
+
+def test_the_own_cgroup_in_v2_needs_the_memory_controller(tmp_path):
+    (tmp_path / "user.slice").mkdir()
+    (tmp_path / "user.slice" / "cgroup.controllers").write_text("cpu io pids\n")
+    mounts = f"30 23 0:26 / {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+    found = cgroup_module._own_memory_cgroup("0::/user.slice\n", mounts)
+    assert found == "the cgroup v2 hierarchy has no memory controller here"
+    (tmp_path / "user.slice" / "cgroup.controllers").write_text("cpu io memory pids\n")
+    found = cgroup_module._own_memory_cgroup("0::/user.slice\n", mounts)
+    assert found == cgroup_module.MemoryCgroups(tmp_path / "user.slice", 2)
+    assert cgroup_module._own_memory_cgroup("0::/\n", "") == "no cgroup memory controller is mounted"
+
+
+def test_oom_kills_are_read_and_the_join_step_fits_each_version(tmp_path):
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 1\n")
+    v1, v2 = cgroup_module.ExecutionCgroup(tmp_path, 1), cgroup_module.ExecutionCgroup(tmp_path, 2)
+    assert v1.oom_kills() == 3 and v2.oom_kills() == 2
+    # v1 moves the shell's one thread (no global lock); v2 moves the process
+    assert v1.wrap(["prog"])[2:] == ['echo 0 > "$0" || exit 125; exec "$@"', f"{tmp_path}/tasks", "prog"]
+    assert v2.wrap(["prog"])[3:] == [f"{tmp_path}/cgroup.procs", "prog"]
