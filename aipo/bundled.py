@@ -18,8 +18,8 @@ EXAMPLES = Path(__file__).with_name("examples")
 
 
 def config_path(path: Path) -> Path:
-    """``path`` when it exists; else the installed example it names (``examples/NAME.yaml``,
-    ``NAME.yaml`` or ``NAME``), when there is one; else ``path`` (for the caller's own error)."""
+    """``path`` when it exists; else the installed example it names (``NAME.yaml``, alone or under
+    ``examples/``, or just ``NAME``), when there is one; else ``path`` (for the caller's own error)."""
     if path.exists():
         return path
     name = path.name if path.suffix else f"{path.name}.yaml"
