@@ -197,14 +197,27 @@ class Isolation:
 def _bwrap_mounts(workdir: Path, limits: Limits) -> list[str]:
     """The writable places: a private ``/tmp``, ``/dev/shm`` and the working directory, each a
     tmpfs of ``limits.disk_mb`` (so the total written is bounded), with the job's files bound
-    read-only. (Without ``--size``, ``/dev/shm`` stays bubblewrap's root-owned directory.)"""
+    read-only; bubblewrap's ``/dev`` itself (an unsized tmpfs) is read-only. (Without ``--size``,
+    ``/dev/shm`` is a directory on that read-only ``/dev``.)"""
     if not _bwrap_has("--size"):  # bubblewrap < 0.6: no sized tmpfs, only the per-file limit
-        args = ["--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
+        args = [
+            "--perms",
+            "1777",
+            "--tmpfs",
+            "/tmp",
+            "--dev",
+            "/dev",
+            "--remount-ro",
+            "/dev",
+            "--proc",
+            "/proc",
+        ]
         return [*args, "--bind", str(workdir), SANDBOX_DIR, "--chdir", SANDBOX_DIR]
     size = str(limits.disk_mb * 1024 * 1024)
     args = ["--size", size, "--perms", "1777", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
-    # bubblewrap's /dev/shm is a root-owned directory; a sized one lets multiprocessing's locks work
-    args += ["--size", size, "--perms", "1777", "--tmpfs", "/dev/shm"]
+    # bubblewrap's /dev is an unsized tmpfs, the sandbox user's own when bubblewrap runs unprivileged:
+    # read-only it is, but for a sized /dev/shm (multiprocessing's locks live there)
+    args += ["--size", size, "--perms", "1777", "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     args += ["--size", size, "--perms", "0777", "--tmpfs", SANDBOX_DIR]
     for name in sorted(os.listdir(workdir)):
         args += ["--ro-bind", str(workdir / name), f"{SANDBOX_DIR}/{name}"]

@@ -109,3 +109,21 @@ def test_oom_kills_are_read_and_the_join_step_fits_each_version(tmp_path):
     # v1 moves the shell's one thread (no global lock); v2 moves the process
     assert v1.wrap(["prog"])[2:] == ['echo 0 > "$0" || exit 125; exec "$@"', f"{tmp_path}/tasks", "prog"]
     assert v2.wrap(["prog"])[3:] == [f"{tmp_path}/cgroup.procs", "prog"]
+
+
+def test_dev_is_read_only_and_dev_shm_is_a_sized_tmpfs(sandbox):
+    if sandbox.isolation.mode != "bwrap":
+        pytest.skip(f"/dev and /dev/shm are the host's in mode {sandbox.isolation.mode!r}")
+    program = (
+        "import errno\n"
+        "for path, size in (('/dev/pinned', 1), ('/dev/shm/pinned', 3 << 20)):\n"
+        "    try:\n"
+        "        with open(path, 'wb') as out:\n"
+        "            out.write(bytes(size))\n"
+        "    except OSError as exc:\n"
+        "        print(path, errno.errorcode[exc.errno])\n"
+    )
+    result = sandbox.run(program, limits=Limits(wall_seconds=5, disk_mb=2))
+    assert result.ok, result
+    lines = result.stdout.splitlines()
+    assert lines[0] in ("/dev/pinned EROFS", "/dev/pinned EACCES") and lines[1] == "/dev/shm/pinned ENOSPC"
