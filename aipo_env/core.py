@@ -55,8 +55,9 @@ class ReasoningEnv(gym.Env[str, str]):
         instructions: append the consult instructions to the prompt in ``consult="agents"`` mode.
         reveal_answer: put the reference answer into ``info["problem"]``.
         protocol: the action protocol: a :class:`~aipo_env.protocol.Protocol` (text tags; tag
-            names, agent names, action size limit) or a
-            :class:`~aipo_env.tool_calls.ToolCallProtocol` (consults as chat-model tool calls).
+            names, agent names, action size limit), a :class:`~aipo_env.tool_calls.ToolCallProtocol`
+            (consults as chat-model tool calls; see ``docs/tool_calls.md``), or their defaults by
+            name, ``"text"`` or ``"tools"``.
         render_mode: ``"ansi"`` (return the transcript) or ``"human"`` (print it).
     """
 
@@ -77,7 +78,7 @@ class ReasoningEnv(gym.Env[str, str]):
         max_prompt_chars: int = 16384,
         instructions: bool = True,
         reveal_answer: bool = False,
-        protocol: Protocol | ToolCallProtocol | None = None,
+        protocol: Protocol | ToolCallProtocol | Literal["text", "tools"] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if consult not in ("agents", "off"):
@@ -89,7 +90,7 @@ class ReasoningEnv(gym.Env[str, str]):
         if len(task) < 1:
             raise ValueError(f"task {task.name!r} has no problems")
         self.task = task
-        self.protocol = protocol or Protocol()
+        self.protocol = _protocol(protocol)
         self.agents: dict[str, Agent] = build_agents(agents, self.protocol.agents)
         self.consult_mode: ConsultMode = consult
         self.max_turns, self.max_consults = max_turns, max_consults
@@ -316,6 +317,18 @@ def _reply_logprobs(reply: AgentReply, start: int, length: int) -> TokenLogprobs
     except (TypeError, ValueError):  # an agent's garbage must not break the episode
         return None
     return TokenLogprobs(start, start + length, tokens, logprobs)
+
+
+def _protocol(protocol: Protocol | ToolCallProtocol | str | None) -> Protocol | ToolCallProtocol:
+    if protocol is None or protocol == "text":
+        return Protocol()
+    if protocol == "tools":
+        return ToolCallProtocol()
+    if not isinstance(protocol, (Protocol, ToolCallProtocol)):
+        raise ValueError(
+            f"protocol must be 'text', 'tools', a Protocol or a ToolCallProtocol, got {protocol!r}"
+        )
+    return protocol
 
 
 def _per_agent_costs(costs: float | Mapping[str, float], names: tuple[str, ...]) -> dict[str, float]:

@@ -40,6 +40,7 @@ from transformers import get_scheduler, set_seed
 
 import aipo_env  # noqa: F401  (registers the env ids)
 from aipo_env.agents.model_agent import ModelAgent
+from aipo_env.tool_calls import ToolCallProtocol
 from algorithms.advantages import group_advantages
 from algorithms.aipo import LossInputs, counted_tokens, helper_term, objective, zero_gradient_rows
 from algorithms.batch import EpisodeBatch
@@ -54,7 +55,7 @@ from algorithms.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from algorithms.config import TrainConfig
+from algorithms.config import ConfigError, TrainConfig
 from algorithms.distributed import (
     any_rank,
     barrier,
@@ -115,6 +116,8 @@ class Trainer:
         settings = config.rollout.model_dump(
             include={"max_new_tokens", "temperature", "top_k", "top_p", "fast_decode"}
         )
+        if config.env.kwargs.get("protocol") == "tools":  # consults as tool calls (docs/tool_calls.md)
+            settings["protocol"] = "tools"
         if policy is None:
             path = checkpoint / MODEL_DIR if checkpoint else None
             policy = load_policy(config.model, self.device, name_or_path=path, **settings)
@@ -573,4 +576,13 @@ class Trainer:
         count = (
             self.config.rollout.problems_per_step // self.ranks.world_size * self.config.rollout.group_size
         )
-        return make_envs(env.id, env.kwargs, count)
+        kwargs = dict(env.kwargs)
+        if kwargs.get("protocol") == "tools":  # tool messages as the model's chat template renders them
+            protocol = getattr(self.policy, "env_protocol", None)
+            if not isinstance(protocol, ToolCallProtocol):
+                raise ConfigError(
+                    "env.kwargs.protocol=tools needs a policy made with protocol='tools' "
+                    "(HFPolicy(..., chat_template=True, protocol='tools'))"
+                )
+            kwargs["protocol"] = protocol
+        return make_envs(env.id, kwargs, count)

@@ -134,9 +134,12 @@ def test_a_tool_call_on_the_last_turn_is_scored_without_it():
     assert terminated and info["correct"] and info["action"]["forced_final"]
 
 
-def test_registered_envs_take_the_tool_protocol_and_pass_check_env():
-    env = gym.make("aipo/Arithmetic-v0", protocol=QWEN)
+def test_registered_envs_take_the_tool_protocol_by_name_and_pass_check_env():
+    env = gym.make("aipo/Arithmetic-v0", protocol="tools")
+    assert isinstance(env.unwrapped.protocol, ToolCallProtocol)
     check_env(env.unwrapped, skip_render_check=True)
+    with pytest.raises(ValueError, match="protocol must be 'text', 'tools'"):
+        gym.make("aipo/Arithmetic-v0", protocol="json")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -169,3 +169,27 @@ def test_the_tool_message_is_what_the_template_adds_after_the_assistant_turn() -
         assert before + protocol.feedback("verify", reply) == after
         # a written consult is the template's rendering of the call, end of turn included
         assert before.endswith(protocol.consult("verify", "2+2=4?"))
+
+
+def test_the_trainer_gives_its_envs_the_policys_tool_protocol(tmp_path) -> None:
+    from algorithms.config import ConfigError, TrainConfig
+    from algorithms.trainer import Trainer
+
+    config = TrainConfig.model_validate(
+        {
+            "steps": 1,
+            "output_dir": str(tmp_path),
+            "progress": False,
+            "env": {"kwargs": {"level": 1, "max_turns": 2, "protocol": "tools"}},
+            "rollout": {"problems_per_step": 1, "group_size": 2, "max_new_tokens": 8, "guided_per_group": 1},
+        }
+    )
+    model, tokenizer = tool_model("qwen")
+    policy = HFPolicy(model, tokenizer, chat_template=True, protocol="tools", max_new_tokens=8)
+    trainer = Trainer(config, policy=policy)
+    assert all(env.unwrapped.protocol is policy.env_protocol for env in trainer.envs)
+    batch = trainer.collect()
+    helper = batch.input_ids[0][batch.source[0] == AGENT].tolist()
+    assert tokenizer.decode(helper).startswith("\n<|im_start|>user\n<tool_response>\n")
+    with pytest.raises(ConfigError, match="protocol='tools'"):
+        Trainer(config, policy=HFPolicy(model, tokenizer, chat_template=True))
