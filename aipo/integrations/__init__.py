@@ -1,0 +1,1 @@
+"""aipo envs inside other trainers: :mod:`aipo.integrations.trl` (TRL's ``GRPOTrainer``)."""
