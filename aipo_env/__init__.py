@@ -16,6 +16,7 @@ from aipo_env.episode import EpisodeRecord, Segment
 from aipo_env.protocol import ActionKind, ParsedAction, Protocol
 from aipo_env.registration import ENV_IDS, register_envs
 from aipo_env.tasks.base import Problem, Score, Task
+from aipo_env.tool_calls import ToolCallProtocol
 
 register_envs()
 
@@ -30,5 +31,6 @@ __all__ = [
     "Score",
     "Segment",
     "Task",
+    "ToolCallProtocol",
     "register_envs",
 ]
