@@ -5,12 +5,15 @@
 template renders a ``{"role": "tool"}`` message after an assistant tool call. The rendered text is
 the *suffix* TRL's ``GRPOTrainer`` appends after a tool call (``_get_tool_suffix_ids``):
 
-    prefix = template([user, assistant with a tool call])            (no generation prompt)
-    full   = template([user, assistant with a tool call, tool reply])  (with the generation prompt)
-    suffix = full[len(prefix cut just after its last end-of-turn token) :]
+    full   = template([user, assistant with a tool call, tool reply], generation prompt)
+    suffix = full[just after the end-of-turn token that closes the assistant's tool call :]
 
 so the suffix runs from just after the token that ends the assistant's turn (``<|im_end|>``,
 ``<|eot_id|>``, which the policy sampled as its EOS) to the opening of the next assistant turn.
+Where that cut is is found by rendering a sentinel reply. Unlike TRL's prefix comparison, the
+assistant turn itself may render differently once a message follows it (Qwen3 drops an empty
+``<think>`` block from a turn that is no longer the last): the policy's own sampled turn stands
+there, and only the text after it comes from the template.
 The episode's ids are then, with nothing re-tokenised:
 
     template(user turn, tools=specs, generation prompt)   (HFPolicy.encode_prompt)
@@ -18,9 +21,10 @@ The episode's ids are then, with nothing re-tokenised:
     + tokens(suffix)    (special-token text parsed, as apply_chat_template(tokenize=True) does)
     + ids the policy sampled ...
 
-Special tokens split the text before BPE runs, so ``tokens(prefix) + tokens(suffix)`` equals
-``tokens(prefix + suffix)``: the ids are the template's own rendering of the conversation. As in the
-template, a reply that contains special-token text (``<|im_end|>``) is tokenised to those tokens.
+Special tokens split the text before BPE runs, so with byte-level BPE tokenizers (Qwen, Llama 3)
+``tokens(before) + tokens(suffix)`` equals ``tokens(before + suffix)``: the ids are the template's
+rendering of the conversation with the policy's turns as sampled. As in the template, a reply that
+contains special-token text (``<|im_end|>``) is tokenised to those tokens.
 """
 
 from __future__ import annotations
@@ -60,16 +64,25 @@ class TemplateRenderer:
         self.end_of_turn = max(ends)[1]
 
     def __call__(self, agent: str, reply: str) -> str:
-        opening = _opening(agent)
-        prefix = self._render(opening, generation=False)
-        prefix = prefix[: prefix.rfind(self.end_of_turn) + len(self.end_of_turn)]
-        full = self._render([*opening, {"role": "tool", "name": agent, "content": reply}], generation=True)
-        if not full.startswith(prefix):
+        probe, full = self._conversation(agent, _PROBE_REPLY), self._conversation(agent, reply)
+        end = probe.rfind(self.end_of_turn, 0, max(probe.find(_PROBE_REPLY), 0))
+        if end < 0:
             raise ValueError(
-                "the chat template renders the conversation before a tool message differently once the "
-                "tool message is added; its tool messages cannot be spliced after a sampled turn"
+                "the chat template does not render a tool message's content after the end of the "
+                f"assistant's turn ({self.end_of_turn!r})"
             )
-        return full[len(prefix) :]
+        start = end + len(self.end_of_turn)
+        if full[:start] != probe[:start]:
+            raise ValueError(
+                "the chat template renders the turns before a tool message differently for different "
+                "replies; its tool messages cannot be spliced after a sampled turn"
+            )
+        return full[start:]
+
+    def _conversation(self, agent: str, reply: str) -> str:
+        """A tool call of ``agent``, its ``reply`` and the next assistant turn's opening, rendered."""
+        tool = {"role": "tool", "name": agent, "content": reply}
+        return self._render([*_opening(agent), tool], generation=True)
 
     def _render(self, messages: list[dict[str, Any]], *, generation: bool) -> str:
         return self.tokenizer.apply_chat_template(
