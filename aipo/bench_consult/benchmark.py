@@ -32,7 +32,7 @@ import typer
 from pydantic import Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
-from aipo.bench_consult_report import write_markdown, write_plot
+from aipo.bench_consult.report import write_markdown, write_plot
 from aipo_env.decision import (
     AlwaysConsult,
     ConsultDecisionEnv,

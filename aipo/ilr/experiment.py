@@ -67,7 +67,7 @@ def run(settings: ILRSettings) -> dict[str, Any]:
     """Run every seed, write ``results.json``, ``table.md`` and ``ilr.png``; returns the results."""
     import torch
 
-    from aipo.ilr_report import write_report
+    from aipo.ilr.report import write_report
 
     # One thread: on a shared 2-core machine a second thread mostly waits (measured 20x slower).
     torch.set_num_threads(1)

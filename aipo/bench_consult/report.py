@@ -1,4 +1,4 @@
-"""The table and the frontier plot of ``aipo bench consult`` (see :mod:`aipo.bench_consult`)."""
+"""The table and the frontier plot of ``aipo bench consult`` (see :mod:`aipo.bench_consult.benchmark`)."""
 
 from __future__ import annotations
 
