@@ -31,21 +31,17 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
-from transformers import get_scheduler, set_seed
+from transformers import set_seed
 
 import aipo_env  # noqa: F401  (registers the env ids)
-from aipo_env.agents.model_agent import ModelAgent
-from aipo_env.tool_calls import ToolCallProtocol
+from algorithms import setup
 from algorithms.advantages import group_advantages
 from algorithms.aipo import LossInputs, counted_tokens, helper_term, objective, zero_gradient_rows
 from algorithms.batch import EpisodeBatch
 from algorithms.checkpoint import (
-    MODEL_DIR,
     TrainerState,
     capture_rng,
     find_checkpoint,
@@ -55,17 +51,15 @@ from algorithms.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from algorithms.config import ConfigError, TrainConfig
+from algorithms.config import TrainConfig
 from algorithms.distributed import (
     any_rank,
     barrier,
-    check_layout,
     full_model_state,
     gather_objects,
     gather_tensor,
     global_sums,
     gradient_sync,
-    join_process_group,
     leave_process_group,
     load_optimizer_state,
     local_problems,
@@ -74,24 +68,18 @@ from algorithms.distributed import (
     rank_rng_state,
     reduce_metrics,
     whole_weights,
-    wrap_model,
 )
-from algorithms.envs import check_reference_solution, make_envs, shared_agents
 from algorithms.forward import token_logprobs
 from algorithms.metrics import agent_failure_warning, logprob_gap, no_signal_warning, rollout_metrics
-from algorithms.models import enable_checkpointing, load_policy, load_weights, resolve_device, save_merged
+from algorithms.models import save_merged
 from algorithms.own_voice import VoicedBatch, voiced_batch
 from algorithms.rollout import Guide, collect
-from algorithms.rollout_server import WeightSyncError, connect
-from algorithms.run_log import RunLog
-from algorithms.vllm_rollout import start_engine
+from algorithms.rollout_server import WeightSyncError
 from policies.hf import HFPolicy
-from policies.vllm_engine import VLLMEngine
 
 logger = logging.getLogger("algorithms.trainer")
 
 Callback = Callable[["Trainer", dict[str, float]], "bool | None"]
-_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
 class Trainer:
@@ -108,71 +96,21 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, *, policy: HFPolicy | None = None, callbacks: Sequence[Callback] = ()
     ) -> None:
+        # the set-up's steps, in order (algorithms/setup.py)
         self.config, self.callbacks = config, list(callbacks)
-        self.ranks, self.device = join_process_group(resolve_device(config.device))
-        check_layout(config, self.ranks.world_size)
-        set_seed(config.seed + self.ranks.rank)  # python, numpy and torch
+        self.ranks, self.device = setup.join(config)
         checkpoint = find_checkpoint(config.output_dir, config.resume_from) if config.resume_from else None
-        settings = config.rollout.model_dump(
-            include={"max_new_tokens", "temperature", "top_k", "top_p", "fast_decode"}
-        )
-        if config.env.kwargs.get("protocol") == "tools":  # consults as tool calls (docs/tool_calls.md)
-            settings["protocol"] = "tools"
-        if policy is None:
-            path = checkpoint / MODEL_DIR if checkpoint else None
-            policy = load_policy(config.model, self.device, name_or_path=path, **settings)
-        elif checkpoint is not None:
-            load_weights(policy.model, checkpoint / MODEL_DIR)
-        self.policy = policy
-        # episodes are sampled by the policy itself, by a server (synced through the disk or vLLM's
-        # /collective_rpc) or by a colocated vLLM engine (synced in memory)
-        self.sampler, self.sampler_weights = None, None
-        if config.rollout.server is not None:
-            self.sampler, self.sampler_weights = connect(config.rollout, policy, config.output_dir)
-        elif config.rollout.engine == "vllm":
-            self.sampler, self.sampler_weights = start_engine(
-                config.rollout, policy, config.output_dir, seed=config.seed
-            )
-        if config.model.gradient_checkpointing:
-            enable_checkpointing(policy.model)
-        # ``model`` runs the update (DDP or FSDP around the policy's model under a launcher).
-        self.model = wrap_model(policy.model.train(), self.ranks, self.device, config.distributed)
-        self.reference = None
-        if config.loss.kl_coef > 0:
-            self.reference = load_policy(config.model, self.device, trainable=False).model.eval()
-            self.reference.requires_grad_(False)
-        self.envs = self._make_envs()
-        if config.rollout.reference_per_group:
-            check_reference_solution(self.envs[0], config.env.id)
-        # All envs share these agents; their failures are warned about once per step (below).
-        self.agents = shared_agents(self.envs) or {}
-        for agent in self.agents.values():
-            if isinstance(agent, ModelAgent):
-                agent.log_failures = False
+        self.policy = setup.policy_of(config, self.device, policy, checkpoint)
+        self.sampler, self.sampler_weights = setup.sampler_of(config, self.policy)
+        self.model, self.reference = setup.models_of(config, self.policy, self.ranks, self.device)
+        self.envs = setup.envs_of(config, self.policy, self.ranks.world_size)
+        self.agents = setup.quiet_agents(self.envs)
         self.dataset_size = len(self.envs[0].unwrapped.task)
         self.parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
-        optim = config.optim
-        self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
-        )
-        self.scheduler = get_scheduler(
-            _SCHEDULES[optim.schedule],
-            self.optimizer,
-            num_warmup_steps=optim.warmup_steps,
-            num_training_steps=config.steps * optim.epochs * optim.minibatches,
-        )
+        self.optimizer, self.scheduler = setup.optimizer_of(config, self.parameters)
         self.step = self.data_epoch = self.data_position = 0
         self.warned_no_signal = False
-        self.log = None
-        if self.ranks.is_main:
-            config.output_dir.mkdir(parents=True, exist_ok=True)
-            (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-            self.log = RunLog(
-                config.output_dir,
-                tensorboard=config.tensorboard,
-                wandb_project=config.wandb_project,
-                config=config.model_dump(mode="json"),
-            )
+        self.log = setup.run_log(config) if self.ranks.is_main else None
         if checkpoint is not None:
             self._restore(checkpoint)
             if self.sampler_weights is not None:  # a server may hold any weights: hand it ours
@@ -253,11 +191,7 @@ class Trainer:
         warning = agent_failure_warning(metrics)
         if warning is None:
             return
-        errors = [
-            f"{name}: {agent.stats.last_error}"
-            for name, agent in self.agents.items()
-            if isinstance(agent, ModelAgent) and agent.stats.last_error
-        ]
+        errors = [f"{name}: {agent.last_error}" for name, agent in self.agents.items() if agent.last_error]
         last = f"; last error of {'; '.join(errors)}" if errors else ""
         logger.warning("step %d: %s%s", self.step, warning, last)
 
@@ -274,8 +208,8 @@ class Trainer:
         with self._autocast(), whole_weights(self.model):
             sampler = self.policy if self.sampler is None else self.sampler
             batch = collect(sampler, self.envs, problems, settings.group_size, guide=guide)
-        if isinstance(sampler, VLLMEngine):
-            sampler.sleep()  # frees its KV cache during the update with rollout.vllm.sleep_mode
+        if self.sampler is not None:
+            self.sampler.sleep()  # a vLLM engine frees its KV cache during the update (sleep_mode)
         return batch
 
     def _sync_sampler(self, now: bool = False) -> dict[str, float]:
@@ -570,19 +504,3 @@ class Trainer:
         else:  # a rank the checkpoint has no state for (another world size)
             sequence = np.random.SeedSequence([self.config.seed, self.ranks.rank, self.step])
             set_seed(int(sequence.generate_state(1)[0]))
-
-    def _make_envs(self) -> list[gym.Env]:
-        env = self.config.env
-        count = (
-            self.config.rollout.problems_per_step // self.ranks.world_size * self.config.rollout.group_size
-        )
-        kwargs = dict(env.kwargs)
-        if kwargs.get("protocol") == "tools":  # tool messages as the model's chat template renders them
-            protocol = getattr(self.policy, "env_protocol", None)
-            if not isinstance(protocol, ToolCallProtocol):
-                raise ConfigError(
-                    "env.kwargs.protocol=tools needs a policy made with protocol='tools' "
-                    "(HFPolicy(..., chat_template=True, protocol='tools'))"
-                )
-            kwargs["protocol"] = protocol
-        return make_envs(env.id, kwargs, count)

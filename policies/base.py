@@ -130,3 +130,7 @@ class LearnerEncoded:
         """The turn of sampled ``ids`` (special tokens left out of its text) and their log-probs."""
         text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
         return Action(turn_text(text, self.stop), ids, logprobs)
+
+    def sleep(self) -> None:
+        """Free what sampling holds while the learner updates (a colocated vLLM engine's KV cache);
+        nothing by default. The next rollout wakes the sampler up."""

@@ -117,6 +117,13 @@ class Agent(ABC):
 
     name: str = "agent"
     reference_access: bool = False
+    #: warn when a reply fails; a trainer that warns once per step with the totals turns it off
+    log_failures: bool = True
+
+    @property
+    def last_error(self) -> str:
+        """The last failed reply's error (``""`` when none failed); model-backed agents keep it."""
+        return ""
 
     @abstractmethod
     def reply(self, request: ConsultRequest) -> AgentReply:

@@ -129,6 +129,10 @@ class ModelAgent(Agent):
     backend_kind = "model"
     log_failures = True  # warn on the 1st, 10th, 100th ... failure; else failures log at DEBUG
 
+    @property
+    def last_error(self) -> str:
+        return self.stats.last_error
+
     def __init__(self, name: str, config: AgentConfig, cache: ReplyCache | None = None) -> None:
         self.name = name
         self.config = config
