@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from aipo.bundled import config_path, existing_config
 from aipo.errors import DEBUG_HELP, one_line_errors
 from aipo_env.extras import require_extra
-
-if TYPE_CHECKING:
-    from algorithms.config import TrainConfig
 
 
 def split_arguments(arguments: list[str]) -> tuple[Path | None, list[str]]:
@@ -27,13 +23,6 @@ def split_arguments(arguments: list[str]) -> tuple[Path | None, list[str]]:
     if arguments and "=" not in arguments[0]:
         return config_path(Path(arguments[0])), arguments[1:]
     return None, list(arguments)
-
-
-def run_train(config: TrainConfig) -> dict[str, float]:
-    """Train as ``config`` says; returns the last step's metrics."""
-    from algorithms.trainer import Trainer
-
-    return Trainer(config).learn()
 
 
 def command(
