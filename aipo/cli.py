@@ -2,6 +2,7 @@
 
 aipo envs                      list the registered environment ids
 aipo play ID [-o key=value]    play an episode yourself in the terminal
+aipo serve ID [-o key=value]   serve an env over HTTP with OpenEnv's protocol, a session per client
 aipo demo [--quick]            the main job: can RL learn from helpers a skill the warm-up lacks
 aipo bench consult [--quick]   SB3 PPO/A2C/DQN learn when to consult, against fixed baselines
 aipo train [CONFIG] [k=v ...]  train a policy with GRPO / AIPO (examples/*.yaml)
@@ -19,7 +20,7 @@ from typing import Any
 import typer
 
 import aipo_env
-from aipo import bench_consult, demo_command, evaluate, ilr, models, play, train
+from aipo import bench_consult, demo_command, evaluate, ilr, models, play, serve, train
 from aipo_env.extras import MissingExtraError
 
 
@@ -47,6 +48,7 @@ app.command("eval")(_one_line_if_missing(evaluate.command))
 app.command("ilr")(_one_line_if_missing(ilr.command))
 app.command("demo")(_one_line_if_missing(demo_command.command))
 app.command("play")(play.command)
+app.command("serve")(_one_line_if_missing(serve.command))
 
 
 @app.command()
