@@ -37,16 +37,17 @@ def command(
     with one_line_errors(debug, ValueError, OSError):
         env_kwargs = parse_options(option)
         make_text_env(env_id, env_kwargs).close()  # a bad id or option fails here, not per session
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            listener = socket.create_server((host, port))
+            listener = socket.create_server((host, port), family=family)
         except OSError as error:
             raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     app = build_app(env_id, env_kwargs, max_sessions=max_sessions, session_timeout=session_timeout or None)
     bound_host, bound_port = listener.getsockname()[:2]
-    url = f"http://{bound_host}:{bound_port}"
+    address = f"[{bound_host}]:{bound_port}" if family == socket.AF_INET6 else f"{bound_host}:{bound_port}"
     timeout = f"closed after {session_timeout:g} s idle" if session_timeout else "no idle timeout"
     typer.echo(
-        f"Serving {env_id} with OpenEnv's protocol at {url} (sessions: ws://{bound_host}:{bound_port}/ws, "
+        f"Serving {env_id} with OpenEnv's protocol at http://{address} (sessions: ws://{address}/ws, "
         f"up to {max_sessions}, {timeout}); Ctrl-C stops",
     )
     make_server(app).run(sockets=[listener])
