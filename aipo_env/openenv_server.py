@@ -234,13 +234,18 @@ class SessionDoor:
             pass
 
 
-def make_server(app: FastAPI) -> uvicorn.Server:
-    """A uvicorn server for ``app``; run it with ``server.run(sockets=[socket])``."""
+def make_server(
+    app: FastAPI, *, ping_interval: float = PING_INTERVAL_S, ping_timeout: float = PING_TIMEOUT_S
+) -> uvicorn.Server:
+    """A uvicorn server for ``app``; run it with ``server.run(sockets=[socket])``.
+
+    Args:
+        app: what :func:`build_app` returns.
+        ping_interval, ping_timeout: seconds between WebSocket pings, and how long a pong may take
+            before the connection (and its session) is dropped.
+    """
     config = uvicorn.Config(
-        app,
-        log_level="warning",
-        ws_ping_interval=PING_INTERVAL_S,
-        ws_ping_timeout=PING_TIMEOUT_S,
+        app, log_level="warning", ws_ping_interval=ping_interval, ws_ping_timeout=ping_timeout
     )
     return uvicorn.Server(config)
 

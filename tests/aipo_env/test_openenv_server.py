@@ -23,7 +23,9 @@ pytest.importorskip("openenv", reason="needs the serve extra: pip install 'aipo[
 
 import requests  # noqa: E402
 from openenv.core import GenericEnvClient  # noqa: E402
+from websockets.client import ClientProtocol  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
+from websockets.uri import parse_uri  # noqa: E402
 
 import aipo_env  # noqa: E402, F401
 from aipo_env.openenv_client import AipoAction, AipoEnvClient  # noqa: E402
@@ -34,9 +36,9 @@ CONSULT = '<consult agent="reasoning">What is the next step?</consult>'
 
 
 @contextmanager
-def serving(env_kwargs: dict[str, Any] | None = None, **limits: Any) -> Iterator[str]:
+def serving(env_kwargs: dict[str, Any] | None = None, ping: float = 20.0, **limits: Any) -> Iterator[str]:
     """Serve ``ENV_ID`` on a free 127.0.0.1 port for the ``with`` block; yields the base URL."""
-    server = make_server(build_app(ENV_ID, env_kwargs, **limits))
+    server = make_server(build_app(ENV_ID, env_kwargs, **limits), ping_interval=ping, ping_timeout=ping)
     listener = socket.create_server(("127.0.0.1", 0))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
@@ -106,6 +108,15 @@ def test_generic_client_speaks_plain_json(url):
         result = env.step({"text": CONSULT})
         assert "<feedback agent=" in result.observation["feedback"]
         assert env.state()["step_count"] == 1
+
+
+def test_tool_call_consults_are_served_too():
+    call = '<tool_call>\n{"name": "reasoning", "arguments": {"query": "First step?"}}\n</tool_call>'
+    with serving({"protocol": "tools"}) as url, AipoEnvClient(base_url=url).sync() as env:
+        env.reset(seed=0)
+        result = env.step(AipoAction(text=call))
+    assert result.observation.info["action"]["outcome"] == "answered"
+    assert result.observation.feedback.strip().startswith("<tool_response>\nStep 1:")
 
 
 def test_concurrent_sessions_each_play_their_own_env(url):
@@ -192,6 +203,19 @@ def test_a_client_that_vanishes_frees_its_session():
         assert json.loads(ws.recv(timeout=10))["type"] == "observation"
         assert not _can_play(url)
         ws.socket.shutdown(socket.SHUT_RDWR)  # no close frame, no close message: the peer is gone
+        assert eventually(lambda: _can_play(url))
+
+
+def test_a_client_that_freezes_is_dropped_when_it_stops_answering_pings():
+    """A peer that keeps its connection open but answers nothing (a frozen process) is dropped."""
+    with serving(max_sessions=1, ping=0.3) as url, socket.create_connection(url[7:].split(":")) as raw:
+        frozen = ClientProtocol(parse_uri(url.replace("http://", "ws://") + "/ws"))
+        frozen.send_request(frozen.connect())
+        raw.sendall(b"".join(frozen.data_to_send()))
+        frozen.receive_data(raw.recv(65536))  # the server's 101 Switching Protocols
+        frozen.send_text(json.dumps({"type": "reset", "data": {"seed": 0}}).encode())
+        raw.sendall(b"".join(frozen.data_to_send()))  # a reset, then never a read or a pong again
+        assert not _can_play(url)
         assert eventually(lambda: _can_play(url))
 
 
