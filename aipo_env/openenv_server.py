@@ -1,7 +1,7 @@
 """Any registered aipo text env as an OpenEnv environment server (``aipo serve``; ``docs/openenv.md``).
 
-OpenEnv's own server (``openenv.core.env_server.create_app``) speaks the protocol; this module maps
-aipo onto it:
+OpenEnv's own server (``openenv.core.env_server.HTTPEnvServer``, set up as its ``create_fastapi_app``
+does) speaks the protocol; this module maps aipo onto it:
 
 * :class:`AipoEnvironment` is OpenEnv's ``Environment`` over one ``gym.make(env_id, **kwargs)``:
   ``reset(seed, episode_id, options)`` and ``step(AipoAction)`` return an
@@ -127,7 +127,6 @@ class AipoEnvironment(Environment[AipoAction, AipoObservation, AipoState]):
             name=self.env_id,
             description=ENV_IDS.get(self.env_id, self.env_id),
             readme_content=inspect.getdoc(type(self.env.unwrapped)),
-            documentation_url="docs/openenv.md",
         )
 
     def close(self) -> None:
