@@ -37,10 +37,13 @@ class AipoEnvClient(EnvClient[AipoAction, AipoObservation, AipoState]):
         return action.model_dump()
 
     def _parse_result(self, payload: dict[str, Any]) -> StepResult[AipoObservation]:
-        observation = AipoObservation(
-            **payload.get("observation", {}), reward=payload.get("reward"), done=payload.get("done", False)
-        )
+        fields = {key: value for key, value in payload.get("observation", {}).items() if key in _FIELDS}
+        observation = AipoObservation(**fields, reward=payload.get("reward"), done=payload.get("done", False))
         return StepResult(observation=observation, reward=observation.reward, done=observation.done)
 
     def _parse_state(self, payload: dict[str, Any]) -> AipoState:
         return AipoState(**payload)
+
+
+# what a newer server may add is left out rather than refused (the models forbid unknown fields)
+_FIELDS = set(AipoObservation.model_fields) - {"reward", "done", "metadata"}
