@@ -31,8 +31,9 @@ def test_every_cpu_training_example_is_covered():
         for path in EXAMPLES.glob("*.yaml")
         if path.read_text().split("\n#   ", 1)[1].startswith("aipo train")
     }
-    # aipo_gpu.yaml needs CUDA; aipo_smollm2.yaml is the real tier's (tests/real/test_smollm2_train.py)
-    assert runs_training - set(TRAINING) == {"aipo_gpu.yaml", "aipo_smollm2.yaml"}
+    # aipo_gpu.yaml needs CUDA; aipo_smollm2.yaml is the real tier's (tests/real/test_smollm2_train.py);
+    # real_rule_smollm2.yaml is the real-model experiment's arm (tests/aipo/test_real_rule_config.py)
+    assert runs_training - set(TRAINING) == {"aipo_gpu.yaml", "aipo_smollm2.yaml", "real_rule_smollm2.yaml"}
 
 
 @pytest.mark.slow
