@@ -20,7 +20,8 @@ from typing import Any
 import typer
 
 import aipo_env
-from aipo import bench_consult, demo_command, evaluate, ilr, models, play, serve, train
+from aipo import bench_consult, demo_command, ilr
+from aipo.commands import evaluate, models, play, serve, train
 from aipo_env.extras import MissingExtraError
 
 

@@ -42,7 +42,7 @@ def command(
     a summary.
     """
     if scripted:
-        from aipo.play import show_scripted_episode
+        from aipo.commands.play import show_scripted_episode
 
         show_scripted_episode(level)
         return

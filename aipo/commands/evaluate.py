@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aipo.bundled import existing_config
+from aipo.commands.train import split_arguments
 from aipo.errors import DEBUG_HELP, debug_wanted, one_line_errors
-from aipo.train import split_arguments
 from aipo_env.extras import require_extra
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import socket
 
 import typer
 
+from aipo.commands.play import parse_options
 from aipo.errors import DEBUG_HELP, one_line_errors
-from aipo.play import parse_options
 from aipo_env.extras import needs_extra
 
 
