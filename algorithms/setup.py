@@ -45,14 +45,37 @@ def policy_of(
     settings = config.rollout.model_dump(
         include={"max_new_tokens", "temperature", "top_k", "top_p", "fast_decode"}
     )
-    if config.env.kwargs.get("protocol") == "tools":  # consults as tool calls (docs/tool_calls.md)
-        settings["protocol"] = "tools"
+    settings.update(policy_protocol(config.env.kwargs))
     if given is None:
         path = checkpoint / MODEL_DIR if checkpoint else None
         return load_policy(config.model, device, name_or_path=path, **settings)
     if checkpoint is not None:
         load_weights(given.model, checkpoint / MODEL_DIR)
     return given
+
+
+def policy_protocol(env_kwargs: dict[str, Any]) -> dict[str, str]:
+    """The policy's ``protocol`` setting for envs made with ``env_kwargs``: ``tools`` when they take
+    consults as tool calls (docs/tool_calls.md), else nothing."""
+    return {"protocol": "tools"} if env_kwargs.get("protocol") == "tools" else {}
+
+
+def env_kwargs(kwargs: dict[str, Any], policy: Any) -> dict[str, Any]:
+    """``kwargs`` for the envs a model policy plays: ``protocol: tools`` becomes the policy's own
+    tool-call protocol, whose tool messages are its chat template's. Other policies (a served
+    model, a scripted one) keep the name, and the env renders plain ``<tool_response>`` blocks.
+
+    Raises:
+        ConfigError: tools asked of a model policy made without ``protocol='tools'``.
+    """
+    if kwargs.get("protocol") != "tools" or not isinstance(getattr(policy, "protocol", None), str):
+        return dict(kwargs)
+    if policy.protocol != "tools":
+        raise ConfigError(
+            "env.kwargs.protocol=tools needs a policy made with protocol='tools' "
+            "(HFPolicy(..., chat_template=True, protocol='tools'))"
+        )
+    return {**kwargs, "protocol": policy.env_protocol}
 
 
 def sampler_of(config: TrainConfig, policy: HFPolicy) -> tuple[Any, Any]:
@@ -87,15 +110,7 @@ def envs_of(config: TrainConfig, policy: HFPolicy, world_size: int) -> list[gym.
     ``env.kwargs.protocol: tools`` they take the policy's tool-call protocol."""
     rollout, env = config.rollout, config.env
     count = rollout.problems_per_step // world_size * rollout.group_size
-    kwargs = dict(env.kwargs)
-    if kwargs.get("protocol") == "tools":  # tool messages as the model's chat template renders them
-        if getattr(policy, "protocol", None) != "tools":
-            raise ConfigError(
-                "env.kwargs.protocol=tools needs a policy made with protocol='tools' "
-                "(HFPolicy(..., chat_template=True, protocol='tools'))"
-            )
-        kwargs["protocol"] = policy.env_protocol
-    envs = make_envs(env.id, kwargs, count)
+    envs = make_envs(env.id, env_kwargs(env.kwargs, policy), count)
     if rollout.reference_per_group:
         check_reference_solution(envs[0], env.id)
     return envs

@@ -36,8 +36,10 @@ def build_policy(config: EvalConfig) -> Policy:
     name, _, agent = config.policy.partition(":")
     if name == "model":
         from algorithms.models import load_policy, resolve_device
+        from algorithms.setup import policy_protocol
 
         settings = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature}
+        settings.update(policy_protocol(config.env.kwargs))  # a model trained with tool calls
         return load_policy(config.model, resolve_device(config.device), trainable=False, **settings)
     if name == "openai":
         served = config.openai
@@ -82,6 +84,7 @@ def run_eval(config: EvalConfig) -> EvalResult:
     import torch
 
     from algorithms.evaluation import evaluate, write_result
+    from algorithms.setup import env_kwargs
 
     torch.manual_seed(config.seed)
     policy = build_policy(config)
@@ -90,7 +93,7 @@ def run_eval(config: EvalConfig) -> EvalResult:
         result = evaluate(
             policy,
             config.env.id,
-            config.env.kwargs,
+            env_kwargs(config.env.kwargs, policy),
             problems=problems,
             samples=config.samples,
             batch_size=config.batch_size,

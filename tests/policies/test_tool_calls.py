@@ -246,3 +246,31 @@ def test_real_qwen_and_llama_templates_render_our_calls_and_replies(name: str) -
     assert full.endswith(protocol.end_of_turn + protocol.feedback("verify", reply))
     if name != "qwen3":  # Qwen3 drops the empty <think> block of a turn that is not the last
         assert full == opening + turn + protocol.feedback("verify", reply)
+
+
+def test_aipo_eval_plays_a_tool_trained_model_with_its_templates_tools(tmp_path) -> None:
+    from aipo.commands.evaluate import build_policy, run_eval
+    from algorithms.config import EvalConfig
+
+    model, tokenizer = tool_model("qwen")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    config = EvalConfig.model_validate(
+        {
+            "model": {"name_or_path": str(tmp_path / "model"), "chat_template": True},
+            "env": {"kwargs": {"level": 1, "protocol": "tools"}},
+            "problems": 2,
+            "samples": 1,
+            "max_new_tokens": 8,
+            "progress": False,
+            "output_dir": str(tmp_path / "eval"),
+        }
+    )
+    policy = build_policy(config)
+    assert policy.protocol == "tools"
+    prompt = policy.encode_prompt(
+        gym.make("aipo/Arithmetic-v0", level=1, protocol=policy.env_protocol).reset(seed=0)[0]
+    )
+    assert "<tools>" in tokenizer.decode(prompt)  # the template offered the agents as tools
+    result = run_eval(config)
+    assert (tmp_path / "eval" / "eval.json").is_file() and result.settings["policy"] == "model"
