@@ -8,10 +8,14 @@ first that works; anything weaker than ``bwrap`` is announced once with a
 mode       file system                                   network      processes
 =========  ============================================  ===========  ============================
 bwrap      read-only allowlist (``/usr``, the loader's   none (own    own PID namespace, killed
-           ``/etc`` files, the Python installation);     network      with the program; process
-           writable: the working directory, a private    namespace)   limit counted per sandbox;
-           ``/tmp`` and ``/dev/shm`` (tmpfs mounts of                 system-call filter (below)
-           ``disk_mb`` each)
+           ``/etc`` files, the Python installation       network      with the program; process
+           with its ``site-packages`` emptied: the       namespace)   limit counted per sandbox;
+           program runs on the standard library, and                  system-call filter (below)
+           must not read a package's data, such as
+           the code problems' tests); writable: the
+           working directory, a private ``/tmp`` and
+           ``/dev/shm`` (tmpfs mounts of ``disk_mb``
+           each)
 unshare    the host's, with the sandbox user's rights    none         own PID namespace
 none       the host's, with the sandbox user's rights    the host's   process-group kill only: a
                                                                       process that calls
@@ -26,11 +30,12 @@ mode       what bounds it
 bwrap      the execution's memory cgroup where there is one (:mod:`~aipo_env.sandbox.cgroup`):
            ``total_memory_mb`` for its processes, its tmpfs files, shared memory and kernel
            memory together; the system-call filter (:mod:`~aipo_env.sandbox.seccomp`, x86_64
-           and aarch64) refuses SysV shared memory, memfds and nested user namespaces (so no
-           tmpfs of the program's own) with or without one. Without a cgroup: ``memory_mb`` of
-           address space per process, ``max_processes`` processes, three tmpfs mounts
-           (``/tmp``, ``/dev/shm``, the working directory) of ``disk_mb`` each, and SysV
-           message queues (the filter leaves them: bounded by the kernel's ``msgmnb`` per queue).
+           and aarch64) refuses SysV shared memory, semaphores and message queues, memfds and
+           nested user namespaces (so no tmpfs of the program's own) with or without one.
+           Without a cgroup: ``memory_mb`` of address space per process, ``max_processes``
+           processes, and three tmpfs mounts (``/tmp``, ``/dev/shm``, the working directory) of
+           ``disk_mb`` of data each; **not bounded without a cgroup**: the kernel memory of the
+           files' inodes (300,000 empty files took about 300 MiB of slab in under a second).
 unshare    the memory cgroup where there is one; without one, the per-process bound and the
            ``/tmp`` tmpfs only: SysV shared memory, memfds and user namespaces stay open (there
            is no filter), so what they pin is not bounded.
@@ -61,10 +66,12 @@ execution can leave keys for a later one that leases the same uid.
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import shlex
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -125,7 +132,13 @@ class Isolation:
         settings = [f"{name}={value}" for name, value in limits.rlimits(extra_processes=extra).items()]
         program = [self.python, "-I", "-S", "-c", _BOOTSTRAP, "main.py", user, *settings]
         if self.mode == "bwrap":
-            mounts = [*_bwrap_mounts(workdir, limits), *self._bwrap_python, "--remount-ro", "/"]
+            mounts = [
+                *_bwrap_mounts(workdir, limits),
+                *self._bwrap_python,
+                *self._bwrap_hidden,
+                "--remount-ro",
+                "/",
+            ]
             seccomp = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
             return [*self._bwrap_prefix, *mounts, *seccomp, "--", *program]
         if self.mode == "unshare" and self.drop_privileges:
@@ -186,6 +199,18 @@ class Isolation:
                     # bubblewrap creates missing parents as 0700, which the sandbox user could not traverse
                     args += ["--perms", "0755", "--dir", str(ancestor)]
             args += ["--ro-bind", root, root]
+        return args
+
+    @cached_property
+    def _bwrap_hidden(self) -> list[str]:
+        """Empty read-only mounts over the installation's third-party packages: the sandboxed
+        interpreter runs ``-I -S`` (standard library only), and ``site-packages`` holds what a
+        program must not read, such as the package's own data (the built-in code problems with
+        their tests) and every library's files."""
+        size = ["--size", "4096"] if _bwrap_has("--size") else []
+        args: list[str] = []
+        for directory in site_directories(self.python):
+            args += [*size, "--perms", "0555", "--tmpfs", directory, "--remount-ro", directory]
         return args
 
     @cached_property
@@ -283,6 +308,22 @@ def python_roots(python: str) -> list[str]:
         if not inside_usr and not any(root.startswith(f"{other}/") for other in kept):
             kept.append(root)
     return kept
+
+
+def site_directories(python: str) -> list[str]:
+    """The third-party package directories of ``python``'s installation (``site-packages``, and
+    Debian's ``dist-packages`` under ``/usr``), as real paths."""
+    roots = [*python_roots(python), "/usr", "/usr/local"]
+    patterns = ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib/python3/dist-packages")
+    found = {
+        os.path.realpath(path)
+        for root in roots
+        for pattern in patterns
+        for path in glob.glob(f"{root}/{pattern}")
+    }
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        found |= {os.path.realpath(path) for path in site.getsitepackages()}
+    return sorted(path for path in found if os.path.isdir(path))
 
 
 def detect_isolation(

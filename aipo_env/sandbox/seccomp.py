@@ -16,9 +16,14 @@ system calls                               result, and why
 ``clone3``                                 ``ENOSYS``: its flags sit in memory a filter cannot
                                            read; glibc then falls back to ``clone`` (as under
                                            Docker's default profile), which is checked above.
-``shmget``, ``memfd_create``,              ``EPERM``: anonymous shared memory that no file-size or
-``memfd_secret``                           address-space limit counts (the memory cgroup does,
-                                           where there is one; this holds without it).
+``shmget``, ``semget``, ``msgget``,        ``EPERM``: SysV shared memory, semaphore arrays and
+``memfd_create``, ``memfd_secret``         message queues, and anonymous shared memory, which no
+                                           file-size or address-space limit counts (32,000
+                                           semaphore arrays of 32,000 are allowed per namespace:
+                                           gigabytes of kernel memory). The memory cgroup counts
+                                           them where there is one; this holds without it.
+                                           (``multiprocessing`` uses POSIX semaphores in
+                                           ``/dev/shm``, which stay allowed.)
 ``io_uring_setup/enter/register``          ``EPERM``: it runs operations without system calls the
                                            filter could see.
 any call of the x32 ABI (number with bit   the process is killed (``SIGSYS``): the same calls
@@ -84,7 +89,7 @@ def _arch(audit: int, numbers: dict[str, int], *, x32: bool = False) -> Arch:
 
 
 _REFUSED = (
-    "add_key", "request_key", "keyctl", "shmget", "memfd_create", "memfd_secret",
+    "add_key", "request_key", "keyctl", "shmget", "semget", "msgget", "memfd_create", "memfd_secret",
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 )  # fmt: skip
 #: the supported machines (``platform.machine()``), from asm/unistd_64.h and asm-generic/unistd.h
@@ -96,6 +101,8 @@ ARCHES: dict[str, Arch] = {
             "request_key": 249,
             "keyctl": 250,
             "shmget": 29,
+            "semget": 64,
+            "msgget": 68,
             "memfd_create": 319,
             "memfd_secret": 447,
             "io_uring_setup": 425,
@@ -114,6 +121,8 @@ ARCHES: dict[str, Arch] = {
             "request_key": 218,
             "keyctl": 219,
             "shmget": 194,
+            "semget": 190,
+            "msgget": 186,
             "memfd_create": 279,
             "memfd_secret": 447,
             "io_uring_setup": 425,

@@ -162,3 +162,23 @@ def test_bwrap_runs_an_interpreter_from_a_venv_under_tmp(tmp_path):
         result = box.run("import sys, json\nprint(sys.executable)")
     assert result.ok, result.stderr
     assert result.stdout.strip() == python
+
+
+def test_bwrap_programs_see_no_third_party_packages(sandbox):
+    """The sandbox runs on the standard library; site-packages (the package's own data, such as
+    the built-in code problems with their tests, in a plain install) is empty and read-only."""
+    from aipo_env.sandbox.isolation import site_directories
+
+    if sandbox.isolation.mode != "bwrap":
+        pytest.skip("only bubblewrap mode hides the host's files")
+    directories = site_directories(sandbox.isolation.python)
+    assert directories, "this interpreter has a site-packages directory"
+    program = (
+        "import os\n"
+        f"for directory in {directories!r}:\n"
+        "    print(os.listdir(directory))\n"
+        "    try:\n        open(os.path.join(directory, 'planted.py'), 'w')\n"
+        "    except OSError:\n        print('read-only')\n"
+    )
+    result = sandbox.run(program)
+    assert result.ok and result.stdout == "[]\nread-only\n" * len(directories), result

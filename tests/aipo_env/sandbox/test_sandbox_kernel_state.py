@@ -24,12 +24,23 @@ def call(name, *args):
 
 # the numbers the tests call by name, per architecture (kept apart from the module's own tables)
 _NUMBERS = {
-    "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "shmget": 29, "unshare": 272, "clone": 56},
+    "x86_64": {
+        "add_key": 248,
+        "request_key": 249,
+        "keyctl": 250,
+        "shmget": 29,
+        "semget": 64,
+        "msgget": 68,
+        "unshare": 272,
+        "clone": 56,
+    },
     "aarch64": {
         "add_key": 217,
         "request_key": 218,
         "keyctl": 219,
         "shmget": 194,
+        "semget": 190,
+        "msgget": 186,
         "unshare": 97,
         "clone": 220,
     },
@@ -82,14 +93,17 @@ def test_user_namespaces_cannot_be_made(filtered):
     assert result.ok and result.stdout == f"{refused}\n{refused}\ncommand True\n", result
 
 
-def test_shared_memory_and_memfds_are_refused(filtered):
+def test_sysv_ipc_and_memfds_are_refused(filtered):
     program = _program(
         "import os\n"
         "print(call('shmget', 0, 1 << 20, 0o1600))  # IPC_PRIVATE | IPC_CREAT | 0600\n"
+        "print(call('semget', 0, 32000, 0o1600))  # 32,000 semaphores of kernel memory\n"
+        "print(call('msgget', 0, 0o1600))\n"
         "try:\n    os.memfd_create('pinned')\nexcept OSError as exc:\n    print('memfd', exc.errno)\n"
     )
     result = filtered.run(program)
-    assert result.ok and result.stdout == f"(-1, {errno.EPERM})\nmemfd {errno.EPERM}\n", result
+    refused = f"(-1, {errno.EPERM})"
+    assert result.ok and result.stdout == f"{refused}\n{refused}\n{refused}\nmemfd {errno.EPERM}\n", result
 
 
 def test_honest_programs_still_fork_spawn_and_thread(filtered):
