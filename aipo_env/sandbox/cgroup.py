@@ -76,6 +76,8 @@ class MemoryCgroups:
                 _write(path / "memory.limit_in_bytes", limit_bytes)
                 if (path / "memory.memsw.limit_in_bytes").exists():  # only when swap is accounted
                     _write(path / "memory.memsw.limit_in_bytes", limit_bytes)
+                elif (path / "memory.swappiness").exists():  # else nothing may go to swap past the limit
+                    _write(path / "memory.swappiness", 0)
             else:
                 _write(path / "memory.max", limit_bytes)
                 for name, value in (("memory.swap.max", 0), ("memory.oom.group", 1)):

@@ -99,7 +99,7 @@ def _try_lock(path: Path) -> int | None:
 def lock_directory(candidates: tuple[str, ...] = LOCK_DIRECTORIES) -> Path:
     """The first of ``candidates`` that is, or can be made, this user's own directory of mode 0700.
 
-    Every parent it creates is 0700 too. When none works (no writable ``/run`` or ``/var/lib``),
+    Only the directory itself is checked (its parents keep the default mode). When none works (no writable ``/run`` or ``/var/lib``),
     a directory under the system's temporary directory named for this user is used, after the
     same ownership check (``mkdir`` of a name someone else created first fails that check).
 

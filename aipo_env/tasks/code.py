@@ -186,7 +186,7 @@ class CodeTask(ListedTask):
         if not entry_point:
             return problem.metadata.get("preamble", "") + code
         prefix = problem.metadata["prefix"]
-        if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+        if re.search(rf"^[ \t]*(async[ \t]+)?def[ \t]+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
             helpers = problem.metadata.get("helpers")
             if helpers is None:  # a problem built before helpers were recorded: its imports
                 helpers = "".join(
