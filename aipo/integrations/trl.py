@@ -39,7 +39,7 @@ import gymnasium as gym
 
 from aipo_env.extras import MissingExtraError
 from algorithms.batch import POLICY, TokenizedEpisode
-from algorithms.envs import make_envs
+from algorithms.envs import make_envs, shared_agents
 from algorithms.rollout import Guide, rollout
 from policies.hf import HFPolicy
 
@@ -147,15 +147,24 @@ class AipoRollout:
                 top_k=args.top_k or 0,
                 top_p=args.top_p,
             )
-            self._envs = []  # a new policy's protocol renders the tool messages
+            self.close()  # a new policy's protocol renders the tool messages: new envs
         return self._policy
 
     def envs(self, policy: HFPolicy, count: int) -> list[gym.Env]:
         """At least ``count`` envs speaking ``policy``'s protocol (grown as needed, agents shared)."""
         if len(self._envs) < count:
             kwargs = {**self.env_kwargs, "protocol": policy.env_protocol}
+            agents = shared_agents(self._envs)
+            if agents is not None:  # the envs made before hold the agents (a model helper loads once)
+                kwargs["agents"] = agents
             self._envs += make_envs(self.env_id, kwargs, count - len(self._envs))
         return self._envs
+
+    def close(self) -> None:
+        """Close the envs and their agents (helpers, sandboxes, scoring workers). Safe to call twice."""
+        envs, self._envs = self._envs, []
+        for env in envs:
+            env.close()
 
 
 def _group_size(prompts: Sequence[Any], generations: int) -> int:

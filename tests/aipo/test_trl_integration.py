@@ -151,3 +151,18 @@ def test_the_dataset_is_the_envs_prompts_and_foreign_prompts_are_refused() -> No
 
     with pytest.raises(ValueError, match="not this AipoRollout's"):
         rollout(["What is 1 + 1?"], Trainer())
+
+
+def test_envs_grown_for_a_larger_batch_share_the_first_envs_agents() -> None:
+    from policies.hf import HFPolicy
+    from policies.tiny import build_tiny_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    policy = HFPolicy(build_tiny_model(tokenizer), tokenizer, max_new_tokens=4)
+    rollout = AipoRollout("aipo/Arithmetic-v0", {"level": 1}, problems=range(8))
+    first = rollout.envs(policy, 2)[0].unwrapped.agents
+    grown = rollout.envs(policy, 5)
+    assert len(grown) == 5 and all(env.unwrapped.agents["verify"] is first["verify"] for env in grown)
+    rollout.close()
+    assert rollout.envs(policy, 1)[0].unwrapped.agents["verify"] is not first["verify"]
+    rollout.close()
