@@ -242,6 +242,9 @@ class ToolCallProtocol:
         found = trailing_tool_calls(self._body(text))
         if not found.calls:
             return ParsedAction(ActionKind.FINAL, text, issue="unclosed_consult" if found.unclosed else None)
+        if self.end_of_turn and not text.rstrip().endswith(self.end_of_turn):
+            # a call in a turn that max_new_tokens cut (the model never ended it) is not made
+            return ParsedAction(ActionKind.FINAL, text, issue="unclosed_consult")
         call = found.calls[0]
         agent = call.name.strip().lower() if call.name is not None else None
         query = (call.arguments or {}).get("query")

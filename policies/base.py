@@ -52,6 +52,17 @@ def turn_text(text: str, stops: Sequence[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
+def closed_turn(text: str, ids: Sequence[int], eos_token_ids: Sequence[int], end_of_turn: str) -> str:
+    """``text`` with ``end_of_turn`` appended when the turn's last sampled id is an EOS token.
+
+    Decoding drops special tokens, so without this the env could not tell a turn the model ended
+    from one cut by ``max_new_tokens``; in tools mode a tool call counts only in an ended turn (a
+    cut one has no end-of-turn token before the tool message, so the ids would not be the chat
+    template's rendering). Nothing changes when ``end_of_turn`` is empty (the text protocol).
+    """
+    return text + end_of_turn if end_of_turn and ids and ids[-1] in eos_token_ids else text
+
+
 class Policy(ABC):
     """Acts in aipo environments.
 
@@ -129,7 +140,8 @@ class LearnerEncoded:
     def action(self, ids: tuple[int, ...], logprobs: tuple[float, ...]) -> Action:
         """The turn of sampled ``ids`` (special tokens left out of its text) and their log-probs."""
         text = self.encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return Action(turn_text(text, self.stop), ids, logprobs)
+        ended = closed_turn(turn_text(text, self.stop), ids, self.eos_token_ids, self.encoder.end_of_turn)
+        return Action(ended, ids, logprobs)
 
     def sleep(self) -> None:
         """Free what sampling holds while the learner updates (a colocated vLLM engine's KV cache);

@@ -57,7 +57,7 @@ with needs_extra("train", "policies.HFPolicy"):
 from aipo_env.protocol import Protocol
 from aipo_env.tool_calls import ToolCallProtocol
 from policies import shipped
-from policies.base import Action, Policy, turn_text
+from policies.base import Action, Policy, closed_turn, turn_text
 from policies.decode_step import decode_step, unsupported_reason
 from policies.kv_cache import cache_argument, reserve
 from policies.tool_calls import encode_template_text, encode_tool_prompt, tool_protocol
@@ -146,6 +146,11 @@ class HFPolicy(Policy):
         self._keeps_logits = (
             "logits_to_keep" in inspect.signature(base.forward).parameters
         )  # not in older versions
+
+    @property
+    def end_of_turn(self) -> str:
+        """The text the env's tool-call protocol reads as the end of a turn (``""`` in text mode)."""
+        return getattr(self.env_protocol, "end_of_turn", "")
 
     @classmethod
     def from_pretrained(
@@ -260,7 +265,11 @@ class HFPolicy(Policy):
         kept = [row[:length] for row, length in zip(tokens.tolist(), lengths.tolist(), strict=True)]
         texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
         return [
-            Action(turn_text(text, self.stop), tuple(ids), tuple(row[: len(ids)]))
+            Action(
+                closed_turn(turn_text(text, self.stop), ids, self.eos_token_ids, self.end_of_turn),
+                tuple(ids),
+                tuple(row[: len(ids)]),
+            )
             for text, ids, row in zip(texts, kept, logprobs.tolist(), strict=True)
         ]
 

@@ -16,6 +16,7 @@ from algorithms.batch import AGENT, POLICY, PROMPT, collate
 from algorithms.forward import token_logprobs
 from algorithms.rollout import Guide, rollout
 from policies import Action, HFPolicy
+from policies.base import closed_turn
 from policies.tiny import build_tokenizer
 from policies.tool_calls import tool_protocol
 
@@ -43,11 +44,13 @@ class ToolCaller(HFPolicy):
 
     def _call(self, context: Sequence[int]) -> Action:
         protocol = self.env_protocol
-        text = protocol.consult("reasoning", self.query)[: -len(protocol.end_of_turn)]
-        ids = [*self.encode_text(text), self.tokenizer.eos_token_id]
+        call = protocol.consult("reasoning", self.query)[: -len(protocol.end_of_turn)]
+        ids = [*self.encode_text(call), self.tokenizer.eos_token_id]
         sequence = torch.tensor([[*context, *ids]])
         with torch.no_grad():
             logprobs, _ = token_logprobs(self.model, sequence, torch.ones_like(sequence))
+        # the text HFPolicy gives the env for these ids: the call, ended by the sampled EOS
+        text = closed_turn(call, ids, self.eos_token_ids, self.end_of_turn)
         return Action(text, tuple(ids), tuple(logprobs[0, len(context) :].tolist()))
 
 
@@ -274,3 +277,17 @@ def test_aipo_eval_plays_a_tool_trained_model_with_its_templates_tools(tmp_path)
     assert "<tools>" in tokenizer.decode(prompt)  # the template offered the agents as tools
     result = run_eval(config)
     assert (tmp_path / "eval" / "eval.json").is_file() and result.settings["policy"] == "model"
+
+
+def test_a_tool_call_cut_by_max_new_tokens_is_not_made() -> None:
+    """A turn the model did not end (no EOS: max_new_tokens ran out right after the call) has no
+    end-of-turn token before a tool message, so its call is scored as an unfinished answer."""
+    model, tokenizer = tool_model("qwen")
+    policy = HFPolicy(model, tokenizer, chat_template=True, protocol="tools")
+    call = policy.env_protocol.consult("reasoning", "next step")[: -len(policy.end_of_turn)]
+    cut = policy.encode_text(call)
+    ended = [*cut, tokenizer.eos_token_id]
+    parse = policy.env_protocol.parse
+    assert parse(closed_turn(call, ended, policy.eos_token_ids, policy.end_of_turn)).kind.value == "consult"
+    unfinished = parse(closed_turn(call, cut, policy.eos_token_ids, policy.end_of_turn))
+    assert unfinished.kind.value == "final" and unfinished.issue == "unclosed_consult"
