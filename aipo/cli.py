@@ -20,8 +20,9 @@ from typing import Any
 import typer
 
 import aipo_env
-from aipo import bench_consult, demo_command, ilr
+from aipo import bench_consult, ilr
 from aipo.commands import evaluate, models, play, serve, train
+from aipo.demo import command as demo_command
 from aipo_env.extras import MissingExtraError
 
 

@@ -348,8 +348,8 @@ def prepare_model(arguments: argparse.Namespace) -> Path:
     import gymnasium as gym
     import torch
 
-    from aipo.demonstrations import demonstrate
     from algorithms.sft import SFTSettings, supervised_warmup
+    from policies.demonstrations import demonstrate
     from policies.hf import HFPolicy
     from policies.tiny import save_tiny
 

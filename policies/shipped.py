@@ -9,8 +9,8 @@ time, so RL has a signal from its first step, and no run has to pay for the warm
   ``aipo/Arithmetic-v0`` levels 1-2, 20% of them consulting the Reasoning agent), seed 0.
 
 Each lives in ``policies/warmups/NAME/`` with a ``SHA256SUMS`` file that :func:`resolve`
-checks before use; ``python -m aipo.warmups NAME`` retrains it the same way (see
-:mod:`aipo.warmups`).
+checks before use; ``python -m aipo.demo.warmups NAME`` retrains it the same way (see
+:mod:`aipo.demo.warmups`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,6 @@ def resolve(source: str) -> str:
     if wrong:
         raise ShippedModelError(
             f"the shipped model {source!r} is damaged ({', '.join(wrong)} changed); retrain it with "
-            f"`python -m aipo.warmups {name}` or restore {directory} from the repository"
+            f"`python -m aipo.demo.warmups {name}` or restore {directory} from the repository"
         )
     return str(directory)

@@ -1,7 +1,7 @@
 """``aipo ilr [--quick]``: ILR co-training of two tiny models against each trained alone with GRPO.
 
 For each seed, two tiny models are warmed up on worked solutions of the built-in arithmetic
-family (:mod:`aipo.demonstrations`, :mod:`algorithms.sft`) for different numbers of steps (a
+family (:mod:`policies.demonstrations`, :mod:`algorithms.sft`) for different numbers of steps (a
 strong and a weak model). From those two starts it
 trains (a) each model alone with GRPO and (b) both together with ILR (:mod:`algorithms.ilr`), for
 the same number of steps, problems per step and samples per problem; then it evaluates every
@@ -151,7 +151,7 @@ def _demonstrations(settings: ILRSettings) -> list[Any]:
     """Worked solutions of training problems, played alone as evaluation will (consults off)."""
     import gymnasium as gym
 
-    from aipo.demonstrations import demonstrate
+    from policies.demonstrations import demonstrate
 
     count = settings.demonstrations
     env = gym.make("aipo/Arithmetic-v0", level=settings.level, max_turns=1, consult="off", size=count)

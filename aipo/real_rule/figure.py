@@ -4,7 +4,7 @@
 
 Reads the ``demo.json`` that ``aipo demo --config examples/real_rule.yaml`` writes. Left: each
 model's held-out accuracy alone (consults off) with its bootstrap interval over seeds and problems
-(``intervals.held_out``, :mod:`aipo.demo_intervals`). Right: each rl arm's training accuracy of the
+(``intervals.held_out``, :mod:`aipo.demo.intervals`). Right: each rl arm's training accuracy of the
 episodes the policy played itself (``rollout/sampled_accuracy``: reference episodes left out,
 guided ones kept), mean over seeds, per step.
 """

@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from aipo.cli import app
-from aipo.demo_config import EXAMPLES, ablation_config, arm_config, load_demo_config
-from aipo.demonstrations import solution_turns, warmup_demonstrations
+from aipo.demo.config import EXAMPLES, ablation_config, arm_config, load_demo_config
 from aipo_env.tasks.base import Problem, written_solution
+from policies.demonstrations import solution_turns, warmup_demonstrations
 
 TINY_BUDGET = [
     "warmup.demonstrations=40",
@@ -146,7 +146,7 @@ def test_every_model_plays_300_held_out_problems_and_a_shifted_split_that_no_arm
 ) -> None:
     import gymnasium as gym
 
-    from aipo.demo_config import eval_splits, rl_arms
+    from aipo.demo.config import eval_splits, rl_arms
     from algorithms.evaluation import spread_problems
 
     def questions(env: dict) -> list[str]:
@@ -245,7 +245,7 @@ def test_until_done_demonstrations_ask_until_the_agent_says_every_step_is_writte
 def test_a_hard_share_adds_hard_train_problems_solved_alone_and_continues_a_saved_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aipo import demo
+    from aipo.demo import run as demo
 
     seen: dict = {}
 
@@ -295,7 +295,7 @@ def test_every_example_config_loads() -> None:
 def test_key_token_contexts_are_the_tokens_a_consulting_rollout_sees() -> None:
     import gymnasium as gym
 
-    from aipo.demo_curve import CONSULT, key_contexts
+    from aipo.demo.curve import CONSULT, key_contexts
     from algorithms.rollout import tokenize_episode
     from policies import HFPolicy
     from policies.base import Action
@@ -319,7 +319,7 @@ def test_key_token_contexts_are_the_tokens_a_consulting_rollout_sees() -> None:
 
 
 def test_the_control_matches_the_helper_tokens_an_arm_learned_from_or_saw(tmp_path: Path) -> None:
-    from aipo.demo_control import helper_tokens
+    from aipo.demo.control import helper_tokens
     from algorithms.run_log import RunLog
 
     demo = load_demo_config(EXAMPLES / "demo.yaml", [f"output_dir={tmp_path}"])

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aipo.demo_intervals import interval_tables, split_intervals
+from aipo.demo.intervals import interval_tables, split_intervals
 
 
 def run(correct: list[int], samples: int = 4) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from aipo.demo_config import EXAMPLES, ArmConfig, arm_config, eval_env, load_demo_config, rl_arms
+from aipo.demo.config import EXAMPLES, ArmConfig, arm_config, eval_env, load_demo_config, rl_arms
 
 
 def questions(env_id: str, kwargs: dict) -> set[str]:

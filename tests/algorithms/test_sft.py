@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import aipo_env  # noqa: F401
-from aipo.demonstrations import demonstrate
 from algorithms.batch import POLICY
 from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
+from policies.demonstrations import demonstrate
 from policies.hf import HFPolicy
 
 

@@ -37,7 +37,7 @@ def test_unknown_and_damaged_warmups_are_refused_with_the_fix(tmp_path, monkeypa
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
     with pytest.raises(
-        shipped.ShippedModelError, match=r"damaged \(model.safetensors changed\).*python -m aipo.warmups"
+        shipped.ShippedModelError, match=r"damaged \(model.safetensors changed\).*python -m aipo.demo.warmups"
     ):
         shipped.resolve("warmup:arithmetic")
     from algorithms.config import ConfigError

@@ -37,7 +37,7 @@ class WarmupConfig(_Strict):
     consult_style: Literal["subset", "until_done"] = Field(
         "subset",
         description="subset: ask for a random set of steps; until_done: ask for every step from a random "
-        "one on, and once more until the agent says all steps are written (aipo/demonstrations.py).",
+        "one on, and once more until the agent says all steps are written (policies/demonstrations.py).",
     )
     hard_share: float = Field(
         0.0,

@@ -1,6 +1,6 @@
 """Retrain a shipped warm-up (see :mod:`policies.shipped`) exactly as it was made.
 
-    python -m aipo.warmups arithmetic          # about 8 CPU-minutes
+    python -m aipo.demo.warmups arithmetic          # about 8 CPU-minutes
 
 It runs the demo's supervised warm-up (``examples/demo.yaml``'s ``warmup`` section, seed 0) and
 writes the model, with its provenance (``warmup.yaml``) and checksums, into
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aipo.bundled import EXAMPLES
 from aipo.demo import warm_up
-from aipo.demo_config import load_demo_config
+from aipo.demo.config import load_demo_config
 from aipo_env.pretrained import write_checksums
 from policies.shipped import WARMUPS_DIR
 

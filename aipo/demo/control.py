@@ -28,12 +28,12 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from aipo.demonstrations import warmup_demonstrations
 from algorithms.batch import POLICY
 from algorithms.config import TrainConfig
 from algorithms.models import load_policy
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
+from policies.demonstrations import warmup_demonstrations
 
 
 def helper_tokens(run: TrainConfig, which: str = "learned") -> int:

@@ -8,7 +8,7 @@ with each other model seed by seed (same seed, same problems):
 
 for m = the accuracy alone and m = pass@n (n samples per problem: the boundary). The 95% bootstrap
 intervals over seeds and problems, and which differences they distinguish from 0, are
-:mod:`aipo.demo_intervals`'s.
+:mod:`aipo.demo.intervals`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aipo.demo_intervals import PAIRED_WITH, interval_tables
+from aipo.demo.intervals import PAIRED_WITH, interval_tables
 
 TABLE_KS = (4, 16)  # pass@1 is the accuracy alone
 

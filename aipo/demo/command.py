@@ -51,8 +51,8 @@ def command(
 
     from aipo.bundled import config_path
     from aipo.demo import run_demo
-    from aipo.demo_config import AGENT_MODES, EXAMPLES, ablation_config, load_demo_config
-    from aipo.demo_report import summary_text
+    from aipo.demo.config import AGENT_MODES, EXAMPLES, ablation_config, load_demo_config
+    from aipo.demo.report import summary_text
     from algorithms.config import ConfigError
 
     transformers_logging.disable_progress_bar()

@@ -8,18 +8,18 @@ For every seed:
 
 1. **Warm-up.** The shipped model ``warmup:arithmetic`` (:mod:`policies.shipped`), trained once by
    supervised learning on worked solutions of the easy arithmetic levels, a share of which consult
-   the Reasoning agent (:mod:`aipo.demonstrations`). It adds and subtracts digits but has never
+   the Reasoning agent (:mod:`policies.demonstrations`). It adds and subtracts digits but has never
    seen "double it". ``warmup.source: fresh`` trains one per seed the same way instead.
 2. **Arms.** From that model, each arm trains with the same seed, problem stream and budget:
    RL arms are ``aipo train`` configs; the ``sft`` arm is the learnability control
-   (:mod:`aipo.demo_control`).
+   (:mod:`aipo.demo.control`).
 3. **Evaluation alone.** The warm-up model and every arm play, with consults off and ``samples``
    times each, the whole held-out split (the first arm's env, ``split="test"``, recorded as
    ``settings.demo.eval_env``) and a shifted split (``eval.shifted``, e.g. 3 operations where
    training had 2: ``settings.demo.shifted_env``): accuracy, pass@k, and how many problems the
    warm-up never solved each model solves at least once. Across seeds, 95% bootstrap intervals of
-   each model's accuracy and of AIPO's paired differences (:mod:`aipo.demo_intervals`) say which
-   differences are distinguishable from 0. Learning curves (:mod:`aipo.demo_curve`) add the
+   each model's accuracy and of AIPO's paired differences (:mod:`aipo.demo.intervals`) say which
+   differences are distinguishable from 0. Learning curves (:mod:`aipo.demo.curve`) add the
    skill's key-token log-probs.
 
 Results go to ``output_dir``: ``demo.json`` (every number and setting), ``results.md`` (the
@@ -38,13 +38,13 @@ from typing import Any
 import torch
 import yaml
 
-from aipo.demo_config import DemoConfig, arm_config, eval_env, eval_splits, rl_arms
-from aipo.demo_curve import HeldOutCurve
-from aipo.demonstrations import ARITHMETIC, warmup_demonstrations
+from aipo.demo.config import DemoConfig, arm_config, eval_env, eval_splits, rl_arms
+from aipo.demo.curve import HeldOutCurve
 from algorithms.evaluation import EvalResult, evaluate, spread_problems
 from algorithms.models import load_policy
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup
+from policies.demonstrations import ARITHMETIC, warmup_demonstrations
 from policies.hf import HFPolicy
 from policies.shipped import PREFIX, resolve
 
@@ -53,8 +53,8 @@ WARMUP = "warm-up"
 
 def run_demo(config: DemoConfig, log: Any = print) -> dict[str, Any]:
     """Run the whole experiment as ``config`` says, write the outputs, return the results dict."""
-    from aipo.demo_intervals import split_intervals
-    from aipo.demo_report import paired_differences, summarise_seeds, write_outputs
+    from aipo.demo.intervals import split_intervals
+    from aipo.demo.report import paired_differences, summarise_seeds, write_outputs
 
     torch.set_num_threads(config.threads)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -130,7 +130,7 @@ def run_arm(
     started = time.perf_counter()
     spec, held_out = config.arms[arm], eval_env(config)
     if spec.kind == "sft":
-        from aipo.demo_control import helper_tokens, train_control
+        from aipo.demo.control import helper_tokens, train_control
 
         matched = arm_config(config, spec.match, seed, warmup_dir)
         directory = config.output_dir / f"seed-{seed}" / arm
@@ -156,7 +156,7 @@ def run_arm(
 def evaluate_alone(
     config: DemoConfig, policy: HFPolicy, seed: int, warm: Mapping[str, EvalResult] | None = None
 ) -> tuple[dict[str, Any], dict[str, EvalResult]]:
-    """``policy`` alone on every split of :func:`~aipo.demo_config.eval_splits`: its numbers and results.
+    """``policy`` alone on every split of :func:`~aipo.demo.config.eval_splits`: its numbers and results.
 
     The held-out split's numbers (:func:`_numbers`) are the top level, the shifted split's are
     under ``"shifted"``. ``warm``: the warm-up's results per split (``None``: ``policy`` is it).
