@@ -140,6 +140,11 @@ class DemoConfig(_Strict):
 
     output_dir: Path = Field(Path("results/demo"), description="Where every result goes.")
     seeds: list[int] = Field([0], min_length=1, description="One full pipeline per seed.")
+    device: Literal["cpu", "auto", "cuda"] = Field(
+        "cpu",
+        description="Where every model is warmed up, trained and evaluated: cpu (the measured results; "
+        "reruns repeat them on one machine), auto (a GPU when there is one) or cuda.",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="The model warmed up and trained.")
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     arms: dict[str, ArmConfig] = Field(
@@ -219,7 +224,7 @@ def arm_config(demo: DemoConfig, arm: str, seed: int, warmup: Path | str) -> Tra
         f"model.name_or_path={warmup}",
         f"output_dir={demo.output_dir / f'seed-{seed}' / arm}",
         f"progress={str(demo.progress).lower()}",
-        "device=cpu",
+        f"device={demo.device}",
     ]
     return load_config(TrainConfig, spec.config, overrides)
 

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 from algorithms.batch import POLICY
 from algorithms.config import TrainConfig
-from algorithms.models import load_policy
+from algorithms.models import load_policy, resolve_device
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
 from policies.demonstrations import warmup_demonstrations
@@ -66,7 +65,7 @@ def train_control(
     count = _problem_count(run.env.id, kwargs)
     records = warmup_demonstrations(kwargs, count, 0.0, seed=run.seed, env_id=run.env.id)
     model = run.model.model_copy(update={"name_or_path": str(warmup)})
-    policy = load_policy(model, torch.device("cpu"))
+    policy = load_policy(model, resolve_device(run.device))
     learned = [tokenize_demonstration(policy, record).sources.count(POLICY) for record in records]
     per_solution = sum(learned) / len(learned)
     if steps is None:

@@ -41,7 +41,7 @@ import yaml
 from aipo.demo.config import DemoConfig, arm_config, eval_env, eval_splits, rl_arms
 from aipo.demo.curve import HeldOutCurve
 from algorithms.evaluation import EvalResult, evaluate, spread_problems
-from algorithms.models import load_policy
+from algorithms.models import load_policy, resolve_device
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup
 from policies.demonstrations import ARITHMETIC, warmup_demonstrations
@@ -213,7 +213,7 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
     if hard:
         records += warmup_demonstrations({**env_kwargs, "level": hard_level}, hard, 0.0, seed=seed)
     model = config.model.model_copy(update={"tiny": config.model.tiny.model_copy(update={"seed": seed})})
-    policy = load_policy(model, torch.device("cpu"))
+    policy = load_policy(model, resolve_device(config.device))
     settings = SFTSettings(
         steps=warmup.steps, batch_size=warmup.batch_size, lr=warmup.lr, seed=seed, progress=config.progress
     )
@@ -246,7 +246,7 @@ def settings_of(config: DemoConfig) -> dict[str, Any]:
 
 def _load(config: DemoConfig, path: Path, max_new_tokens: int) -> HFPolicy:
     model = config.model.model_copy(update={"name_or_path": str(path)})
-    return load_policy(model, torch.device("cpu"), trainable=False, max_new_tokens=max_new_tokens)
+    return load_policy(model, resolve_device(config.device), trainable=False, max_new_tokens=max_new_tokens)
 
 
 def _evaluate(config: DemoConfig, policy: HFPolicy, env: dict, problems: list[int], seed: int) -> EvalResult:

@@ -331,3 +331,12 @@ def test_the_control_matches_the_helper_tokens_an_arm_learned_from_or_saw(tmp_pa
     episodes = run.rollout.problems_per_step * run.rollout.group_size
     assert helper_tokens(run, "learned") == 120
     assert helper_tokens(run, "seen") == round(30.5 * episodes)
+
+
+def test_the_demo_runs_where_its_config_says_cpu_by_default(tmp_path: Path) -> None:
+    demo = load_demo_config(EXAMPLES / "demo_quick.yaml")
+    assert demo.device == "cpu" and arm_config(demo, "aipo", 0, tmp_path).device == "cpu"
+    on_gpu = load_demo_config(EXAMPLES / "demo_quick.yaml", ["device=auto"])
+    assert all(arm_config(on_gpu, arm, 0, tmp_path).device == "auto" for arm in ("aipo", "grpo"))
+    with pytest.raises(ValueError, match="device"):
+        load_demo_config(EXAMPLES / "demo_quick.yaml", ["device=tpu"])
