@@ -8,8 +8,7 @@ reason alone (README, docs/experiments.md)?
 * :mod:`~aipo.demo.curve`: the key-token diagnostics during training;
 * :mod:`~aipo.demo.intervals` and :mod:`~aipo.demo.report`: intervals, table and plots;
 * :mod:`~aipo.demo.warmups`: how the shipped warm-up was made (``python -m aipo.demo.warmups``).
+
+Nothing is imported here: the command line loads :mod:`~aipo.demo.command` without torch (the
+light install's ``aipo envs``), and the pipeline imports torch only when it runs.
 """
-
-from aipo.demo.run import run_demo, warm_up
-
-__all__ = ["run_demo", "warm_up"]

@@ -50,9 +50,9 @@ def command(
     from transformers.utils import logging as transformers_logging
 
     from aipo.bundled import config_path
-    from aipo.demo import run_demo
     from aipo.demo.config import AGENT_MODES, EXAMPLES, ablation_config, load_demo_config
     from aipo.demo.report import summary_text
+    from aipo.demo.run import run_demo
     from algorithms.config import ConfigError
 
     transformers_logging.disable_progress_bar()

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from aipo.bundled import EXAMPLES
-from aipo.demo import warm_up
 from aipo.demo.config import load_demo_config
+from aipo.demo.run import warm_up
 from aipo_env.pretrained import write_checksums
 from policies.shipped import WARMUPS_DIR
 
