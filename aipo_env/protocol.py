@@ -104,11 +104,9 @@ class Protocol:
 
     def parse(self, action: str) -> ParsedAction:
         """Parse one action text; never raises for any ``str``."""
-        text = sanitize(action)
-        if len(text) > self.max_action_chars:
-            return ParsedAction(ActionKind.FINAL, text[: self.max_action_chars], issue="oversize")
-        if not text.strip():
-            return ParsedAction(ActionKind.FINAL, text, issue="empty")
+        text, unusable = screened(action, self.max_action_chars)
+        if unusable is not None:
+            return unusable
         found = self._trailing_consult(text)
         if found is None:
             opened = re.search(rf"<{self.consult_tag}\b", text) is not None
@@ -150,6 +148,18 @@ class Protocol:
 
 
 _OPENING = re.compile(r"""\s+agent\s*=\s*["']?(?P<agent>[^"'>]*)["']?\s*>""")
+
+
+def screened(action: str, max_chars: int) -> tuple[str, ParsedAction | None]:
+    """``action`` sanitized, and the final action it is before any parsing when it cannot hold a
+    consult: longer than ``max_chars`` (cut, ``oversize``) or blank (``empty``); else ``None``.
+    The first step of every protocol's ``parse``."""
+    text = sanitize(action)
+    if len(text) > max_chars:
+        return text, ParsedAction(ActionKind.FINAL, text[:max_chars], issue="oversize")
+    if not text.strip():
+        return text, ParsedAction(ActionKind.FINAL, text, issue="empty")
+    return text, None
 
 
 def sanitize(text: str) -> str:

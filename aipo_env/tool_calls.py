@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from aipo_env.protocol import AGENT_NAMES, ActionKind, ParsedAction, sanitize
+from aipo_env.protocol import AGENT_NAMES, ActionKind, ParsedAction, screened
 
 ToolStyle = Literal["qwen", "llama"]
 PYTHON_TAG = "<|python_tag|>"
@@ -234,11 +234,9 @@ class ToolCallProtocol:
 
     def parse(self, action: str) -> ParsedAction:
         """Parse one action text; never raises for any ``str``."""
-        text = sanitize(action)
-        if len(text) > self.max_action_chars:
-            return ParsedAction(ActionKind.FINAL, text[: self.max_action_chars], issue="oversize")
-        if not text.strip():
-            return ParsedAction(ActionKind.FINAL, text, issue="empty")
+        text, unusable = screened(action, self.max_action_chars)
+        if unusable is not None:
+            return unusable
         found = trailing_tool_calls(self._body(text))
         if not found.calls:
             return ParsedAction(ActionKind.FINAL, text, issue="unclosed_consult" if found.unclosed else None)

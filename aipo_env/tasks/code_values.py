@@ -230,10 +230,11 @@ class _Decoder:
         except TypeError:  # a tuple that holds a list: no set or dict can be built from it
             return
         known = self.by_hash.setdefault(digest, [])
-        if len(known) < MAX_SAME_HASH + 1 and not any(value == other for other in known):
-            known.append(value)
-            if len(known) > MAX_SAME_HASH:
-                raise BadReply("the program's value holds too many distinct values with one hash")
+        if any(value == other for other in known):
+            return
+        known.append(value)  # at most MAX_SAME_HASH stay: one more is refused
+        if len(known) > MAX_SAME_HASH:
+            raise BadReply("the program's value holds too many distinct values with one hash")
 
 
 def _integer(text: str) -> int:
