@@ -26,7 +26,9 @@ class WarmupConfig(_Strict):
 
     By default every seed starts from the shipped model trained once by this recipe
     (``source: shipped``). With ``source: fresh`` a warm-up is trained per seed from ``model`` of the
-    demo config: the fresh tiny model, or a saved one (``model.name_or_path=DIR``) to continue.
+    demo config: the fresh tiny model, or a saved one (``model.name_or_path=DIR``) to continue. With
+    ``source: shared`` one such warm-up is trained once (with seed ``shared_seed``) into
+    ``output_dir/warmup`` and every seed starts from it, as every seed starts from the shipped model.
     """
 
     levels: tuple[int, int] = Field((1, 2), description="Inclusive range of arithmetic levels shown.")
@@ -50,12 +52,14 @@ class WarmupConfig(_Strict):
     steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-3, gt=0.0, description="Peak learning rate (cosine decay).")
-    source: Literal["shipped", "fresh"] = Field(
+    source: Literal["shipped", "fresh", "shared"] = Field(
         "shipped",
         description="shipped: start every seed from the shipped model `shipped` (trained once by this "
         "section's recipe, seed 0; see policies/shipped.py); fresh: train a warm-up per seed as above "
-        "(`aipo demo --warmup fresh`).",
+        "(`aipo demo --warmup fresh`); shared: train one as above, with seed `shared_seed`, into "
+        "output_dir/warmup, and start every seed from it (seeds then vary the arms only).",
     )
+    shared_seed: int = Field(0, description="source shared: the seed of the one warm-up.")
     shipped: str = Field("arithmetic", description="The shipped warm-up's name (warmup:NAME).")
 
 
@@ -153,8 +157,9 @@ class DemoConfig(_Strict):
     )
     warmup_from: Path | None = Field(
         None,
-        description="Reuse the warm-up models of an earlier demo in this directory (its seed-N/warmup) "
-        "instead of training new ones; a seed without one is warmed up as usual.",
+        description="Reuse the warm-up models of an earlier demo in this directory (its seed-N/warmup, "
+        "or its warmup with warmup.source shared) instead of training new ones; a seed without one is "
+        "warmed up as usual.",
     )
     reuse_seeds: bool = Field(
         False,

@@ -9,7 +9,8 @@ For every seed:
 1. **Warm-up.** The shipped model ``warmup:arithmetic`` (:mod:`policies.shipped`), trained once by
    supervised learning on worked solutions of the easy arithmetic levels, a share of which consult
    the Reasoning agent (:mod:`policies.demonstrations`). It adds and subtracts digits but has never
-   seen "double it". ``warmup.source: fresh`` trains one per seed the same way instead.
+   seen "double it". ``warmup.source: fresh`` trains one per seed the same way instead, ``shared``
+   one for every seed.
 2. **Arms.** From that model, each arm trains with the same seed, problem stream and budget:
    RL arms are ``aipo train`` configs; the ``sft`` arm is the learnability control
    (:mod:`aipo.demo.control`).
@@ -179,15 +180,21 @@ def warmup_model(
     if config.warmup.source == "shipped":
         log(f"   warm-up: the shipped model {PREFIX}{config.warmup.shipped}")
         return resolve(PREFIX + config.warmup.shipped), []
-    earlier = config.warmup_from / f"seed-{seed}" / "warmup" if config.warmup_from else None
-    if earlier is not None and (earlier / "config.json").is_file():
-        log(f"   reusing the warm-up model in {earlier}")
-        return earlier, []
-    directory = config.output_dir / f"seed-{seed}" / "warmup"
+    shared = config.warmup.source == "shared"
+    place = Path("warmup") if shared else Path(f"seed-{seed}") / "warmup"
+    # a shared warm-up is also reused when an earlier seed of this run (or a parallel one) saved it
+    for earlier in ([config.warmup_from / place] if config.warmup_from else []) + (
+        [config.output_dir / place] if shared else []
+    ):
+        if (earlier / "config.json").is_file():
+            log(f"   reusing the warm-up model in {earlier}")
+            return earlier, []
+    directory = config.output_dir / place
     held_out = eval_env(config)
     if config.warmup.hard_share > 0 and held_out["id"] != ARITHMETIC:
         raise ValueError(f"warmup.hard_share > 0 needs an {ARITHMETIC} evaluation, not {held_out['id']}")
-    return directory, warm_up(config, seed, directory, hard_level=held_out["kwargs"].get("level"))
+    trained_with = config.warmup.shared_seed if shared else seed
+    return directory, warm_up(config, trained_with, directory, hard_level=held_out["kwargs"].get("level"))
 
 
 def _curve(config: DemoConfig, held_out: dict, seed: int) -> HeldOutCurve:

@@ -340,3 +340,33 @@ def test_the_demo_runs_where_its_config_says_cpu_by_default(tmp_path: Path) -> N
     assert all(arm_config(on_gpu, arm, 0, tmp_path).device == "auto" for arm in ("aipo", "grpo"))
     with pytest.raises(ValueError, match="device"):
         load_demo_config(EXAMPLES / "demo_quick.yaml", ["device=tpu"])
+
+
+def test_a_shared_warmup_is_trained_once_and_every_seed_starts_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aipo.demo import run as demo
+
+    trained: list[tuple[int, Path]] = []
+
+    def train(config, seed, directory, hard_level):
+        trained.append((seed, directory))
+        directory.mkdir(parents=True)
+        (directory / "config.json").write_text("{}")
+        return [{"loss": 1.0}]
+
+    monkeypatch.setattr(demo, "warm_up", train)
+    config = load_demo_config(
+        EXAMPLES / "demo_quick.yaml", ["warmup.source=shared", "warmup.shared_seed=4", f"output_dir={tmp_path}"]
+    )
+    first, history = demo.warmup_model(config, 1, log=lambda _: None)
+    again, none = demo.warmup_model(config, 2, log=lambda _: None)
+    assert first == again == tmp_path / "warmup" and history and not none
+    assert trained == [(4, tmp_path / "warmup")]  # once, with its own seed, not the first run's
+    # a run elsewhere (e.g. one seed in a parallel process) takes it from warmup_from
+    elsewhere = config.model_copy(update={"output_dir": tmp_path / "other", "warmup_from": tmp_path})
+    assert demo.warmup_model(elsewhere, 3, log=lambda _: None)[0] == tmp_path / "warmup"
+    assert len(trained) == 1
+    fresh = config.model_copy(update={"warmup": config.warmup.model_copy(update={"source": "fresh"})})
+    assert demo.warmup_model(fresh, 3, log=lambda _: None)[0] == tmp_path / "seed-3" / "warmup"
+    assert trained[-1] == (3, tmp_path / "seed-3" / "warmup")  # per seed, with that seed

@@ -15,7 +15,7 @@ def questions(env_id: str, kwargs: dict) -> set[str]:
 
 def test_three_seeds_of_every_arm_from_smollm2_on_the_made_up_verb(tmp_path: Path) -> None:
     demo = load_demo_config(EXAMPLES / "real_rule.yaml")
-    assert len(demo.seeds) >= 3 and demo.warmup.source == "fresh"
+    assert len(demo.seeds) >= 3 and demo.warmup.source == "shared"
     assert demo.model.name_or_path == "smollm2-135m-instruct"
     assert set(demo.arms) == {"aipo", "grpo_alone", "aipo_own_voice", "trajectory", "sft"}
     held_out = eval_env(demo)
