@@ -357,7 +357,8 @@ def test_a_shared_warmup_is_trained_once_and_every_seed_starts_from_it(
 
     monkeypatch.setattr(demo, "warm_up", train)
     config = load_demo_config(
-        EXAMPLES / "demo_quick.yaml", ["warmup.source=shared", "warmup.shared_seed=4", f"output_dir={tmp_path}"]
+        EXAMPLES / "demo_quick.yaml",
+        ["warmup.source=shared", "warmup.shared_seed=4", f"output_dir={tmp_path}"],
     )
     first, history = demo.warmup_model(config, 1, log=lambda _: None)
     again, none = demo.warmup_model(config, 2, log=lambda _: None)

@@ -1,0 +1,123 @@
+"""The real-model experiment's key-token diagnostic: is the made-up verb written alone, or only in a reply?
+
+    python -m aipo.real_rule.key_tokens results/real_rule [PROBLEMS]
+
+For the warm-up and every arm's final model of a finished ``aipo demo`` run on the rule task
+(``examples/real_rule.yaml``), the log-probability of a held-out problem's key tokens (``v + v``,
+the verb's step) in two contexts (:mod:`aipo.demo.curve`)::
+
+    alone     prompt, "Step 1: "                                   (as in evaluation)
+    in reply  prompt, the Reasoning consult, its reply up to "Step 1: "  (where AIPO learns it)
+
+    log p(key | context) = sum_t log pi_theta(key_t | context, key_<t),  mean over PROBLEMS
+    test problems that start with the verb (default 48), then mean ± std over seeds.
+
+SmolLM2's tokenizer writes every digit and the space before it as tokens of their own, so the
+key's own tokens are the ones a rollout produces. Writes ``key_tokens.json`` and
+``key_tokens.md`` beside the run's ``demo.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aipo.demo.curve import key_contexts, key_logprobs
+from algorithms.config import ModelConfig
+from algorithms.models import load_policy
+
+WARMUP = "warm-up"
+CONTEXTS = ("key_logprob_alone", "key_logprob_in_reply")
+
+
+def model_directories(run: Path, seeds: list[str], arms: list[str]) -> dict[str, dict[str, Path]]:
+    """Per seed, the saved model of the warm-up (shared or the seed's own) and of every arm."""
+    shared = run / "warmup"
+    found: dict[str, dict[str, Path]] = {}
+    for seed in seeds:
+        directory = run / f"seed-{seed}"
+        found[seed] = {WARMUP: shared if (shared / "config.json").is_file() else directory / "warmup"}
+        found[seed] |= {arm: directory / arm / "final" for arm in arms}
+    missing = [str(path) for models in found.values() for path in models.values() if not path.is_dir()]
+    if missing:
+        raise ValueError(f"no saved model in {', '.join(missing)}: was the demo run to the end here?")
+    return found
+
+
+def measure(run: Path, problems: int = 48) -> dict[str, Any]:
+    """The key-token log-probs of every model of the run in ``run`` (module docstring)."""
+    source = run / "demo.json"
+    if not source.is_file():
+        raise ValueError(f"{source} does not exist: run `aipo demo --config examples/real_rule.yaml` first")
+    results = json.loads(source.read_text())
+    settings = results["settings"]["demo"]
+    model = ModelConfig.model_validate(settings["model"])
+    contexts = key_contexts(settings["eval_env"]["kwargs"], problems)
+    arms = [arm for arm in settings["arms"]]
+    per_seed: dict[str, dict[str, dict[str, float]]] = {}
+    for seed, models in model_directories(run, list(results["seeds"]), arms).items():
+        per_seed[seed] = {}
+        for name, path in models.items():
+            policy = load_policy(model, torch.device("cpu"), name_or_path=path, trainable=False)
+            per_seed[seed][name] = key_logprobs(policy, contexts)
+    return {"problems": len(contexts), "seeds": per_seed, "summary": summarise(per_seed)}
+
+
+def summarise(
+    per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per model and context, the mean and the standard deviation over seeds (0 for one seed)."""
+    models = next(iter(per_seed.values()))
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for name in models:
+        summary[name] = {}
+        for context in CONTEXTS:
+            values = [seed[name][context] for seed in per_seed.values()]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[name][context] = {"mean": statistics.fmean(values), "std": spread}
+    return summary
+
+
+def markdown(measured: Mapping[str, Any]) -> str:
+    """The table of :func:`measure`'s summary, one row per model."""
+    rows = [
+        "| model | log p(key) alone | log p(key) in a reply | gap (reply − alone) |",
+        "|---|---|---|---|",
+    ]
+    for name, numbers in measured["summary"].items():
+        alone, reply = numbers["key_logprob_alone"], numbers["key_logprob_in_reply"]
+        gap = reply["mean"] - alone["mean"]
+        rows.append(
+            f"| {name} | {alone['mean']:.2f} ± {alone['std']:.2f} | {reply['mean']:.2f} ± {reply['std']:.2f} "
+            f"| {gap:+.2f} |"
+        )
+    seeds = len(measured["seeds"])
+    rows.append(
+        f"\nNats, summed over the key's tokens, mean over {measured['problems']} held-out problems that "
+        f"start with the verb, then mean ± std over {seeds} seed(s) (aipo/real_rule/key_tokens.py)."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) not in (1, 2):
+        raise SystemExit("usage: python -m aipo.real_rule.key_tokens RESULTS_DIR [PROBLEMS]")
+    run = Path(argv[0])
+    try:
+        measured = measure(run, int(argv[1]) if len(argv) == 2 else 48)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    (run / "key_tokens.json").write_text(json.dumps(measured, indent=1))
+    table = markdown(measured)
+    (run / "key_tokens.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

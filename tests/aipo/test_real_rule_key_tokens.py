@@ -1,0 +1,68 @@
+"""The real-model experiment's key-token diagnostic reads a finished run's saved models."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aipo.demo.curve import key_contexts, key_logprobs
+from aipo.real_rule.key_tokens import main, markdown, measure
+from algorithms.config import ModelConfig
+from algorithms.models import load_policy
+
+RULE = {
+    "operations": 2,
+    "max_start": 18,
+    "test_share": 0.5,
+    "split": "test",
+    "verb": "blick",
+    "instructions": False,
+}
+
+
+def saved_run(run: Path, seeds: list[str]) -> ModelConfig:
+    """A run directory as `aipo demo` leaves it, with fresh tiny models of different seeds."""
+    base = ModelConfig(name_or_path="tiny")
+    for number, place in enumerate(["warmup", *(f"seed-{seed}/aipo/final" for seed in seeds)]):
+        config = base.model_copy(update={"tiny": base.tiny.model_copy(update={"seed": number})})
+        load_policy(config, torch.device("cpu"), trainable=False).save_pretrained(run / place)
+    demo = {"model": base.model_dump(mode="json"), "eval_env": {"kwargs": RULE}, "arms": {"aipo": {}}}
+    (run / "demo.json").write_text(json.dumps({"settings": {"demo": demo}, "seeds": {s: {} for s in seeds}}))
+    return base
+
+
+def test_every_model_of_the_run_is_measured_in_both_contexts(tmp_path: Path) -> None:
+    base = saved_run(tmp_path, ["0", "1"])
+    measured = measure(tmp_path, problems=3)
+    assert measured["problems"] == 3 and set(measured["seeds"]) == {"0", "1"}
+    contexts = key_contexts(RULE, 3)
+    trained = load_policy(
+        base, torch.device("cpu"), name_or_path=tmp_path / "seed-1/aipo/final", trainable=False
+    )
+    assert measured["seeds"]["1"]["aipo"] == pytest.approx(key_logprobs(trained, contexts))
+    # the shared warm-up is the same model for both seeds; the arms' models differ
+    assert measured["seeds"]["0"]["warm-up"] == measured["seeds"]["1"]["warm-up"]
+    assert measured["summary"]["warm-up"]["key_logprob_alone"]["std"] == 0.0
+    assert measured["seeds"]["0"]["aipo"] != measured["seeds"]["1"]["aipo"]
+    assert measured["summary"]["aipo"]["key_logprob_in_reply"]["std"] > 0.0
+    table = markdown(measured)
+    assert "| warm-up |" in table and "| aipo |" in table and "2 seed(s)" in table
+
+
+def test_a_run_without_its_models_is_named(tmp_path: Path) -> None:
+    saved_run(tmp_path, ["0"])
+    (tmp_path / "demo.json").write_text(
+        json.dumps({**json.loads((tmp_path / "demo.json").read_text()), "seeds": {"0": {}, "5": {}}})
+    )
+    with pytest.raises(SystemExit, match="seed-5/aipo/final"):
+        main([str(tmp_path)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main([str(tmp_path / "nowhere")])
+
+
+def test_the_command_writes_its_table_and_numbers_beside_the_run(tmp_path: Path) -> None:
+    saved_run(tmp_path, ["0"])
+    main([str(tmp_path), "2"])
+    assert json.loads((tmp_path / "key_tokens.json").read_text())["problems"] == 2
+    assert "| aipo |" in (tmp_path / "key_tokens.md").read_text()
