@@ -34,17 +34,18 @@ def draw(results: Mapping[str, Any], path: Path) -> None:
         )
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     models = list(held_out["models"])
+    colors = {model: f"C{position}" for position, model in enumerate(models)}  # one colour per model
     for position, model in enumerate(models):
         accuracy = held_out["models"][model]["accuracy"]
         error = [[accuracy["estimate"] - accuracy["low"]], [accuracy["high"] - accuracy["estimate"]]]
-        left.errorbar(position, accuracy["estimate"], yerr=error, fmt="o", capsize=4)
+        left.errorbar(position, accuracy["estimate"], yerr=error, fmt="o", capsize=4, color=colors[model])
     left.set_xticks(range(len(models)), models, rotation=30, ha="right")
     left.set_ylabel("accuracy alone")
     left.set_title(
         f"held-out: {held_out['problems']} problems x {held_out['samples']}, {held_out['seeds']} seeds"
     )
     for arm, curve in training_curves(results["seeds"]).items():
-        right.plot(range(1, len(curve) + 1), curve, label=arm)
+        right.plot(range(1, len(curve) + 1), curve, label=arm, color=colors.get(arm))
     right.set_xlabel("RL step")
     right.set_ylabel("own episodes correct")
     right.set_title("training accuracy (mean over seeds)")
