@@ -31,6 +31,8 @@ arm's final model in ``seed-N/ARM/final``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -225,10 +227,29 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
         steps=warmup.steps, batch_size=warmup.batch_size, lr=warmup.lr, seed=seed, progress=config.progress
     )
     history = supervised_warmup(policy, records, settings)
-    policy.save_pretrained(directory)
     provenance = {"started_from": model.name_or_path, "seed": seed, **config.warmup.model_dump(mode="json")}
-    (directory / "warmup.yaml").write_text(yaml.safe_dump(provenance))
+    save_whole(directory, lambda partial: _save_warmup(policy, provenance, partial))
     return history
+
+
+def save_whole(directory: Path, write: Any) -> None:
+    """Run ``write(partial)`` into a sibling directory, then rename it to ``directory``: an interrupted
+    save leaves no half-written model where a later run would reuse it. When ``directory`` appeared
+    meanwhile (a parallel run's shared warm-up), that one is kept and this copy removed."""
+    partial = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    try:
+        partial.rename(directory)
+    except OSError:
+        if not (directory / "config.json").is_file():
+            raise
+        shutil.rmtree(partial)
+
+
+def _save_warmup(policy: HFPolicy, provenance: dict[str, Any], directory: Path) -> None:
+    policy.save_pretrained(directory)
+    (directory / "warmup.yaml").write_text(yaml.safe_dump(provenance))
 
 
 def warmup_env_kwargs(config: DemoConfig) -> dict[str, Any]:

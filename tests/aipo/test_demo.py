@@ -371,3 +371,28 @@ def test_a_shared_warmup_is_trained_once_and_every_seed_starts_from_it(
     fresh = config.model_copy(update={"warmup": config.warmup.model_copy(update={"source": "fresh"})})
     assert demo.warmup_model(fresh, 3, log=lambda _: None)[0] == tmp_path / "seed-3" / "warmup"
     assert trained[-1] == (3, tmp_path / "seed-3" / "warmup")  # per seed, with that seed
+
+
+def test_a_warmup_is_saved_whole_and_a_parallel_runs_copy_is_kept(tmp_path: Path) -> None:
+    from aipo.demo.run import save_whole
+
+    def write(text: str):
+        def into(partial: Path) -> None:
+            partial.mkdir(parents=True)
+            (partial / "config.json").write_text(text)
+
+        return into
+
+    def interrupted(partial: Path) -> None:
+        partial.mkdir(parents=True)
+        (partial / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    target = tmp_path / "run" / "warmup"
+    with pytest.raises(KeyboardInterrupt):
+        save_whole(target, interrupted)
+    assert not target.exists()  # nothing a later run would take for a finished warm-up
+    save_whole(target, write("first"))
+    save_whole(target, write("second"))  # a parallel run finished first: its model stays
+    assert (target / "config.json").read_text() == "first"
+    assert sorted(path.name for path in target.parent.iterdir()) == ["warmup"]
