@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from aipo_env.strict import Strict
 
@@ -334,6 +334,11 @@ class EvalConfig(_Strict):
     problems: int = Field(32, ge=1, description="Evaluate problems 0..N-1 of the env's dataset.")
     first_problem: int = Field(0, ge=0, description="Index of the first problem evaluated.")
     samples: int = Field(4, ge=1, description="Episodes per problem (n of pass@k).")
+    consult: Literal["off", "agents"] = Field(
+        "off",
+        description="off: the policy alone, consults unanswered (what it learned); agents: consults "
+        "answered, accuracy with the helpers. YAML's bare off/on (false/true) are taken as off/agents.",
+    )
     max_new_tokens: int = Field(64, ge=1, description="Most tokens the policy writes in one turn.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature (ignored with greedy).")
     greedy: bool = Field(False, description="Argmax decoding (then samples > 1 repeat one answer).")
@@ -344,6 +349,11 @@ class EvalConfig(_Strict):
     )
     output_dir: Path = Field(Path("runs/eval"), description="Where eval.json and pass_at_k.png go.")
     progress: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("consult", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        return {False: "off", True: "agents"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _served_model_named(self) -> EvalConfig:

@@ -22,6 +22,8 @@ import gymnasium as gym
 from tqdm.auto import tqdm
 
 import aipo_env  # noqa: F401  (registers the env ids)
+from aipo_env.core import ConsultMode
+from aipo_env.episode import EpisodeRecord
 from algorithms.envs import make_envs
 from algorithms.rollout import play
 from policies.base import Policy
@@ -69,7 +71,7 @@ class EvalResult:
     Attributes:
         accuracy: mean correctness over all episodes.
         pass_at_k: ``{k: pass@k}`` for ``k = 1..samples``.
-        consults_attempted: mean consult requests per episode (unanswered: consults are off).
+        consults_attempted: mean consult requests per episode (unanswered when consults are off).
         accuracy_by_difficulty: accuracy per difficulty level, where the task has levels.
         problems: one :class:`ProblemResult` per problem.
         settings: what was evaluated (env, policy, samples, ...).
@@ -96,22 +98,25 @@ def evaluate(
     batch_size: int = 64,
     greedy: bool = False,
     progress: bool = True,
+    consult: ConsultMode = "off",
 ) -> EvalResult:
     """Play every problem ``samples`` times with consults off and score the episodes.
 
     Args:
         policy: any policy; token policies are played as in training (see :func:`~algorithms.rollout.play`).
         env_id: a registered aipo id.
-        env_kwargs: the env's keyword arguments; ``consult`` is forced to ``"off"``.
+        env_kwargs: the env's keyword arguments; ``consult`` is set by the argument of that name.
         problems: dataset indices to evaluate.
         samples: episodes per problem (``n``).
         batch_size: episodes played at once (at least ``samples``).
         greedy: argmax decoding for token policies.
         progress: show a progress bar.
+        consult: ``"off"`` (the default): the policy alone, its consults unanswered, the measure of
+            what it learned; ``"agents"``: consults answered, accuracy with the helpers.
     """
     if samples < 1 or not problems:
         raise ValueError("evaluate needs samples >= 1 and at least one problem")
-    kwargs = {**dict(env_kwargs or {}), "consult": "off"}
+    kwargs = {**dict(env_kwargs or {}), "consult": consult}
     per_batch = max(1, batch_size // samples)
     envs = make_envs(env_id, kwargs, min(per_batch, len(problems)) * samples)
     task = envs[0].unwrapped.task
@@ -130,7 +135,7 @@ def evaluate(
                     samples=samples,
                     correct=sum(record.correct for record in group),
                     mean_reward=sum(record.reward for record in group) / samples,
-                    consults_attempted=sum(record.unanswered_consults for record in group) / samples,
+                    consults_attempted=sum(_consults(record) for record in group) / samples,
                 )
             )
         bar.update(len(chunk) * samples)
@@ -138,6 +143,11 @@ def evaluate(
     for env in envs:
         env.close()
     return summarise(results, {"env_id": env_id, "env_kwargs": kwargs, "samples": samples, "greedy": greedy})
+
+
+def _consults(record: EpisodeRecord) -> int:
+    """Consults an episode asked for: the unanswered ones (consults off) and the answered ones."""
+    return record.unanswered_consults + sum(record.consults.values())
 
 
 def summarise(results: Sequence[ProblemResult], settings: Mapping[str, Any]) -> EvalResult:

@@ -99,6 +99,7 @@ def run_eval(config: EvalConfig) -> EvalResult:
             batch_size=config.batch_size,
             greedy=config.greedy,
             progress=config.progress,
+            consult=config.consult,
         )
     finally:
         policy.close()

@@ -74,3 +74,24 @@ def test_a_sample_of_problems_spreads_over_the_whole_dataset() -> None:
     assert {task.problem(index).metadata["start"] for index in sample} >= {1, 5, 9}  # not the first 10
     assert spread_problems("aipo/ArithmeticRule-v0", kwargs, None) == list(range(116))
     assert spread_problems("aipo/ArithmeticRule-v0", kwargs, 500) == list(range(116))
+
+
+def test_evaluation_with_the_helpers_answers_consults() -> None:
+    kwargs = {"level": 1, "max_turns": 3}
+    alone = evaluate(
+        ConsultFirst("reasoning"), "aipo/Arithmetic-v0", kwargs, problems=range(4), progress=False
+    )
+    helped = evaluate(
+        ConsultFirst("reasoning"),
+        "aipo/Arithmetic-v0",
+        kwargs,
+        problems=range(4),
+        progress=False,
+        consult="agents",
+    )
+    assert (
+        helped.settings["env_kwargs"]["consult"] == "agents"
+        and alone.settings["env_kwargs"]["consult"] == "off"
+    )
+    assert alone.consults_attempted == helped.consults_attempted == 1.0  # counted, answered or not
+    assert helped.accuracy == 1.0 > alone.accuracy  # the policy copies the Reasoning agent's answer
