@@ -20,52 +20,27 @@ key's own tokens are the ones a rollout produces. Writes ``key_tokens.json`` and
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from aipo.demo.curve import key_contexts, key_logprobs
-from algorithms.config import ModelConfig
-from algorithms.models import load_policy
+from aipo.real_rule.saved import load_saved, model_directories, over_seeds, read_run
 
-WARMUP = "warm-up"
 CONTEXTS = ("key_logprob_alone", "key_logprob_in_reply")
-
-
-def model_directories(run: Path, seeds: list[str], arms: list[str]) -> dict[str, dict[str, Path]]:
-    """Per seed, the saved model of the warm-up (shared or the seed's own) and of every arm."""
-    shared = run / "warmup"
-    found: dict[str, dict[str, Path]] = {}
-    for seed in seeds:
-        directory = run / f"seed-{seed}"
-        found[seed] = {WARMUP: shared if (shared / "config.json").is_file() else directory / "warmup"}
-        found[seed] |= {arm: directory / arm / "final" for arm in arms}
-    missing = [str(path) for models in found.values() for path in models.values() if not path.is_dir()]
-    if missing:
-        raise ValueError(f"no saved model in {', '.join(missing)}: was the demo run to the end here?")
-    return found
 
 
 def measure(run: Path, problems: int = 48) -> dict[str, Any]:
     """The key-token log-probs of every model of the run in ``run`` (module docstring)."""
-    source = run / "demo.json"
-    if not source.is_file():
-        raise ValueError(f"{source} does not exist: run `aipo demo --config examples/real_rule.yaml` first")
-    results = json.loads(source.read_text())
+    results = read_run(run)
     settings = results["settings"]["demo"]
-    model = ModelConfig.model_validate(settings["model"])
     contexts = key_contexts(settings["eval_env"]["kwargs"], problems)
-    arms = [arm for arm in settings["arms"]]
     per_seed: dict[str, dict[str, dict[str, float]]] = {}
-    for seed, models in model_directories(run, list(results["seeds"]), arms).items():
-        per_seed[seed] = {}
-        for name, path in models.items():
-            policy = load_policy(model, torch.device("cpu"), name_or_path=path, trainable=False)
-            per_seed[seed][name] = key_logprobs(policy, contexts)
+    for seed, models in model_directories(run, results).items():
+        per_seed[seed] = {
+            name: key_logprobs(load_saved(settings, path), contexts) for name, path in models.items()
+        }
     return {"problems": len(contexts), "seeds": per_seed, "summary": summarise(per_seed)}
 
 
@@ -73,15 +48,10 @@ def summarise(
     per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Per model and context, the mean and the standard deviation over seeds (0 for one seed)."""
-    models = next(iter(per_seed.values()))
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for name in models:
-        summary[name] = {}
-        for context in CONTEXTS:
-            values = [seed[name][context] for seed in per_seed.values()]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary[name][context] = {"mean": statistics.fmean(values), "std": spread}
-    return summary
+    return {
+        name: {context: over_seeds(per_seed, name, context) for context in CONTEXTS}
+        for name in next(iter(per_seed.values()))
+    }
 
 
 def markdown(measured: Mapping[str, Any]) -> str:

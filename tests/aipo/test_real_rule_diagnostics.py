@@ -1,4 +1,4 @@
-"""The real-model experiment's key-token diagnostic reads a finished run's saved models."""
+"""The real-model experiment's diagnostics (key tokens, the helpers answering) read a finished run's saved models."""
 
 import json
 from pathlib import Path
@@ -66,3 +66,23 @@ def test_the_command_writes_its_table_and_numbers_beside_the_run(tmp_path: Path)
     main([str(tmp_path), "2"])
     assert json.loads((tmp_path / "key_tokens.json").read_text())["problems"] == 2
     assert "| aipo |" in (tmp_path / "key_tokens.md").read_text()
+
+
+def test_with_the_helpers_replays_the_runs_evaluation_with_consults_answered(tmp_path: Path) -> None:
+    from aipo.real_rule.with_helpers import markdown as helped_table
+    from aipo.real_rule.with_helpers import measure as with_helpers
+
+    saved_run(tmp_path, ["0"])
+    results = json.loads((tmp_path / "demo.json").read_text())
+    results["settings"]["demo"]["eval_env"]["id"] = "aipo/ArithmeticRule-v0"
+    results["settings"]["demo"]["eval"] = {"problems": 2, "samples": 2, "batch_size": 4}
+    results["settings"]["arms"] = {"aipo": {"rollout": {"max_new_tokens": 8}}}
+    results["seeds"]["0"] = {"warm-up": {"accuracy": 0.25}, "aipo": {"accuracy": 0.5}}
+    (tmp_path / "demo.json").write_text(json.dumps(results))
+    measured = with_helpers(tmp_path)
+    assert measured["problems"] == 2 and measured["samples"] == 2
+    assert measured["seeds"]["0"]["aipo"]["alone"] == 0.5  # the run's own number, not measured again
+    for numbers in measured["seeds"]["0"].values():
+        assert 0.0 <= numbers["with_helpers"] <= 1.0 and numbers["consults"] >= 0.0
+    assert measured["summary"]["warm-up"]["alone"] == {"mean": 0.25, "std": 0.0}
+    assert "| aipo | 0.500 ± 0.000 |" in helped_table(measured)

@@ -1,0 +1,67 @@
+"""A finished real-model run's saved models: where they are and how to load them.
+
+``aipo demo`` leaves ``demo.json`` (every setting and number), the warm-up (``warmup/`` when it is
+shared by the seeds, else ``seed-N/warmup/``) and every arm's final model (``seed-N/ARM/final/``).
+The diagnostics of :mod:`aipo.real_rule` measure those models again.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from algorithms.config import ModelConfig
+from algorithms.models import load_policy
+from policies.hf import HFPolicy
+
+WARMUP = "warm-up"
+
+
+def read_run(run: Path) -> dict[str, Any]:
+    """The ``demo.json`` of the run in ``run``.
+
+    Raises:
+        ValueError: there is none (the run was not made or not finished there).
+    """
+    source = run / "demo.json"
+    if not source.is_file():
+        raise ValueError(f"{source} does not exist: run `aipo demo --config examples/real_rule.yaml` first")
+    return json.loads(source.read_text())
+
+
+def model_directories(run: Path, results: Mapping[str, Any]) -> dict[str, dict[str, Path]]:
+    """Per seed of ``results`` (the run's ``demo.json``), the saved warm-up and every arm's final model.
+
+    Raises:
+        ValueError: naming the models that are not there.
+    """
+    shared = run / "warmup"
+    found: dict[str, dict[str, Path]] = {}
+    for seed in results["seeds"]:
+        directory = run / f"seed-{seed}"
+        found[seed] = {WARMUP: shared if (shared / "config.json").is_file() else directory / "warmup"}
+        found[seed] |= {arm: directory / arm / "final" for arm in results["settings"]["demo"]["arms"]}
+    missing = [str(path) for models in found.values() for path in models.values() if not path.is_dir()]
+    if missing:
+        raise ValueError(f"no saved model in {', '.join(missing)}: was the demo run to the end here?")
+    return found
+
+
+def load_saved(settings: Mapping[str, Any], path: Path, **generation: Any) -> HFPolicy:
+    """The model saved in ``path``, on the CPU, as the run's ``settings.demo.model`` describes it."""
+    model = ModelConfig.model_validate(settings["model"])
+    return load_policy(model, torch.device("cpu"), name_or_path=path, trainable=False, **generation)
+
+
+def over_seeds(
+    per_seed: Mapping[str, Mapping[str, Mapping[str, float]]], model: str, key: str
+) -> dict[str, float]:
+    """The mean and standard deviation (0 for one seed) over seeds of ``per_seed[seed][model][key]``."""
+    values = [seed[model][key] for seed in per_seed.values()]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": spread}
