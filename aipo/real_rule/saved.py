@@ -53,9 +53,13 @@ def model_directories(run: Path, results: Mapping[str, Any]) -> dict[str, dict[s
 
 
 def load_saved(settings: Mapping[str, Any], path: Path, **generation: Any) -> HFPolicy:
-    """The model saved in ``path``, on the CPU, as the run's ``settings.demo.model`` describes it."""
-    model = ModelConfig.model_validate(settings["model"])
-    return load_policy(model, torch.device("cpu"), name_or_path=path, trainable=False, **generation)
+    """The model saved in ``path``, on the CPU, as the run's ``settings.demo.model`` describes it.
+
+    A directory of LoRA adapters (the control's) is put on the base its ``adapter_config.json``
+    records (the warm-up), as the run's own evaluation loads it, not on the demo's starting model.
+    """
+    model = ModelConfig.model_validate({**settings["model"], "name_or_path": str(path)})
+    return load_policy(model, torch.device("cpu"), trainable=False, **generation)
 
 
 def over_seeds(

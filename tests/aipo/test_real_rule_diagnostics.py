@@ -24,7 +24,7 @@ RULE = {
 def saved_run(run: Path, seeds: list[str]) -> ModelConfig:
     """A run directory as `aipo demo` leaves it, with fresh tiny models of different seeds."""
     base = ModelConfig(name_or_path="tiny")
-    for number, place in enumerate(["warmup", *(f"seed-{seed}/aipo/final" for seed in seeds)]):
+    for number, place in enumerate(["warmup", *(f"seed-{seed}/aipo/final" for seed in seeds)], start=1):
         config = base.model_copy(update={"tiny": base.tiny.model_copy(update={"seed": number})})
         load_policy(config, torch.device("cpu"), trainable=False).save_pretrained(run / place)
     demo = {"model": base.model_dump(mode="json"), "eval_env": {"kwargs": RULE}, "arms": {"aipo": {}}}
@@ -48,6 +48,27 @@ def test_every_model_of_the_run_is_measured_in_both_contexts(tmp_path: Path) -> 
     assert measured["summary"]["aipo"]["key_logprob_in_reply"]["std"] > 0.0
     table = markdown(measured)
     assert "| warm-up |" in table and "| aipo |" in table and "2 seed(s)" in table
+
+
+def test_the_controls_adapters_are_measured_on_the_warmup_they_were_trained_from(tmp_path: Path) -> None:
+    base = saved_run(tmp_path, ["0"])
+    results = json.loads((tmp_path / "demo.json").read_text())
+    results["settings"]["demo"]["arms"]["sft"] = {"kind": "sft"}
+    (tmp_path / "demo.json").write_text(json.dumps(results))
+    lora = {"lora": {"r": 4, "alpha": 8}, "name_or_path": str(tmp_path / "warmup")}
+    control = load_policy(ModelConfig.model_validate({**base.model_dump(), **lora}), torch.device("cpu"))
+    with torch.no_grad():
+        for name, weight in control.model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0.0, 0.5)
+    control.save_pretrained(tmp_path / "seed-0/sft/final")  # adapters only, as the control saves them
+    measured = measure(tmp_path, problems=2)
+    contexts = key_contexts(RULE, 2)
+    # as the run's own evaluation loads it: the directory as the model, its recorded base under it
+    adapters = base.model_copy(update={"name_or_path": str(tmp_path / "seed-0/sft/final")})
+    expected = key_logprobs(load_policy(adapters, torch.device("cpu"), trainable=False), contexts)
+    assert measured["seeds"]["0"]["sft"] == pytest.approx(expected)
+    assert measured["seeds"]["0"]["sft"] != measured["seeds"]["0"]["warm-up"]
 
 
 def test_a_run_without_its_models_is_named(tmp_path: Path) -> None:
