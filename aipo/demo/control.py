@@ -29,7 +29,7 @@ import gymnasium as gym
 
 from algorithms.batch import POLICY
 from algorithms.config import TrainConfig
-from algorithms.models import load_policy, resolve_device
+from algorithms.models import load_policy, resolve_device, save_merged
 from algorithms.run_log import read_metrics
 from algorithms.sft import SFTSettings, supervised_warmup, tokenize_demonstration
 from policies.demonstrations import warmup_demonstrations
@@ -72,7 +72,7 @@ def train_control(
         steps = max(1, math.ceil(tokens / (batch_size * max(per_solution, 1.0))))
     settings = SFTSettings(steps=steps, batch_size=batch_size, lr=lr, seed=run.seed, progress=progress)
     history = supervised_warmup(policy, records, settings)
-    policy.save_pretrained(directory / "final")
+    save_merged(policy, directory / "final")  # a plain model, as the rl arms': it loads wherever it moves
     return {
         "matched_helper_tokens": tokens,
         "solution_tokens": round(steps * batch_size * per_solution),

@@ -396,3 +396,31 @@ def test_a_warmup_is_saved_whole_and_a_parallel_runs_copy_is_kept(tmp_path: Path
     save_whole(target, write("second"))  # a parallel run finished first: its model stays
     assert (target / "config.json").read_text() == "first"
     assert sorted(path.name for path in target.parent.iterdir()) == ["warmup"]
+
+
+def test_the_control_saves_a_plain_model_that_loads_after_its_run_moves(tmp_path: Path) -> None:
+    from aipo.demo.control import train_control
+    from algorithms.config import LoraConfig, ModelConfig
+    from algorithms.models import load_policy
+
+    warmup = tmp_path / "run" / "warmup"
+    load_policy(ModelConfig(name_or_path="tiny"), torch.device("cpu"), trainable=False).save_pretrained(
+        warmup
+    )
+    run = arm_config(load_demo_config(EXAMPLES / "demo_quick.yaml"), "aipo", 0, warmup)
+    run = run.model_copy(update={"model": run.model.model_copy(update={"lora": LoraConfig(r=4, alpha=8)})})
+    train_control(
+        run,
+        warmup,
+        tokens=10,
+        lr=1e-3,
+        batch_size=2,
+        directory=tmp_path / "run" / "sft",
+        progress=False,
+        steps=1,
+    )
+    final = tmp_path / "run" / "sft" / "final"
+    assert (final / "config.json").is_file() and not (final / "adapter_config.json").exists()
+    (tmp_path / "run").rename(tmp_path / "moved")
+    moved = ModelConfig(name_or_path=str(tmp_path / "moved" / "sft" / "final"))
+    assert load_policy(moved, torch.device("cpu"), trainable=False).model is not None
