@@ -37,15 +37,3 @@ def test_play_reports_bad_ids_and_options():
     assert numeric.exit_code == 2 and "no text turns" in numeric.output
     bad = RUNNER.invoke(app, ["play", "aipo/Arithmetic-v0", "-o", "level"])
     assert bad.exit_code == 2 and "key=value" in bad.output
-
-
-def test_eval_measures_a_policy_alone_or_with_the_helpers(tmp_path):
-    import json
-
-    base = ["eval", "policy=consult_first:reasoning", "env.kwargs={level: 1}", "problems=3", "samples=1"]
-    for consult, accuracy in (("off", 0.0), ("agents", 1.0)):
-        out = tmp_path / consult
-        result = RUNNER.invoke(app, [*base, f"consult={consult}", f"output_dir={out}", "progress=false"])
-        assert result.exit_code == 0, result.output
-        saved = json.loads((out / "eval.json").read_text())
-        assert saved["settings"]["env_kwargs"]["consult"] == consult and saved["accuracy"] == accuracy

@@ -74,3 +74,13 @@ def test_bad_keys_exit_with_the_key_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "optim.lrr" in result.output
     result = runner.invoke(app, ["eval", "policy=oracle", f"output_dir={tmp_path}"])
     assert result.exit_code == 2 and "oracle" in result.output
+
+
+def test_eval_measures_a_policy_alone_or_with_the_helpers(tmp_path: Path) -> None:
+    base = ["eval", "policy=consult_first:reasoning", "env.kwargs={level: 1}", "problems=3", "samples=1"]
+    for consult, accuracy in (("off", 0.0), ("agents", 1.0)):
+        out = tmp_path / consult
+        result = CliRunner().invoke(app, [*base, f"consult={consult}", f"output_dir={out}", "progress=false"])
+        assert result.exit_code == 0, result.output
+        saved = json.loads((out / "eval.json").read_text())
+        assert saved["settings"]["env_kwargs"]["consult"] == consult and saved["accuracy"] == accuracy
