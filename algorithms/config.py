@@ -353,7 +353,7 @@ class EvalConfig(_Strict):
     @field_validator("consult", mode="before")
     @classmethod
     def _yaml_switch(cls, value: Any) -> Any:
-        return {False: "off", True: "agents"}.get(value, value) if isinstance(value, bool) else value
+        return ("agents" if value else "off") if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _served_model_named(self) -> EvalConfig:

@@ -34,7 +34,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +184,10 @@ def warmup_model(
         return resolve(PREFIX + config.warmup.shipped), []
     shared = config.warmup.source == "shared"
     place = Path("warmup") if shared else Path(f"seed-{seed}") / "warmup"
-    # a shared warm-up is also reused when an earlier seed of this run (or a parallel one) saved it
-    for earlier in ([config.warmup_from / place] if config.warmup_from else []) + (
-        [config.output_dir / place] if shared else []
-    ):
+    earlier_ones = [config.warmup_from / place] if config.warmup_from else []
+    if shared:  # also reused when an earlier seed of this run (or a parallel one) saved it
+        earlier_ones.append(config.output_dir / place)
+    for earlier in earlier_ones:
         if (earlier / "config.json").is_file():
             log(f"   reusing the warm-up model in {earlier}")
             return earlier, []
@@ -232,7 +232,7 @@ def warm_up(config: DemoConfig, seed: int, directory: Path, hard_level: Any) -> 
     return history
 
 
-def save_whole(directory: Path, write: Any) -> None:
+def save_whole(directory: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(partial)`` into a sibling directory, then rename it to ``directory``: an interrupted
     save leaves no half-written model where a later run would reuse it. When ``directory`` appeared
     meanwhile (a parallel run's shared warm-up), that one is kept and this copy removed."""

@@ -19,14 +19,13 @@ key's own tokens are the ones a rollout produces. Writes ``key_tokens.json`` and
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from aipo.demo.curve import key_contexts, key_logprobs
-from aipo.real_rule.saved import load_saved, model_directories, over_seeds, read_run
+from aipo.real_rule.saved import load_saved, model_directories, read_run, report, summarise
 
 CONTEXTS = ("key_logprob_alone", "key_logprob_in_reply")
 
@@ -41,17 +40,7 @@ def measure(run: Path, problems: int = 48) -> dict[str, Any]:
         per_seed[seed] = {
             name: key_logprobs(load_saved(settings, path), contexts) for name, path in models.items()
         }
-    return {"problems": len(contexts), "seeds": per_seed, "summary": summarise(per_seed)}
-
-
-def summarise(
-    per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Per model and context, the mean and the standard deviation over seeds (0 for one seed)."""
-    return {
-        name: {context: over_seeds(per_seed, name, context) for context in CONTEXTS}
-        for name in next(iter(per_seed.values()))
-    }
+    return {"problems": len(contexts), "seeds": per_seed, "summary": summarise(per_seed, CONTEXTS)}
 
 
 def markdown(measured: Mapping[str, Any]) -> str:
@@ -79,14 +68,7 @@ def main(argv: list[str]) -> None:
     if len(argv) not in (1, 2):
         raise SystemExit("usage: python -m aipo.real_rule.key_tokens RESULTS_DIR [PROBLEMS]")
     run = Path(argv[0])
-    try:
-        measured = measure(run, int(argv[1]) if len(argv) == 2 else 48)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    (run / "key_tokens.json").write_text(json.dumps(measured, indent=1))
-    table = markdown(measured)
-    (run / "key_tokens.md").write_text(table)
-    print(table)
+    report(run, "key_tokens", lambda: measure(run, int(argv[1]) if len(argv) == 2 else 48), markdown)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,31 @@ def load_saved(settings: Mapping[str, Any], path: Path, **generation: Any) -> HF
     return load_policy(model, torch.device("cpu"), trainable=False, **generation)
 
 
-def over_seeds(
-    per_seed: Mapping[str, Mapping[str, Mapping[str, float]]], model: str, key: str
-) -> dict[str, float]:
-    """The mean and standard deviation (0 for one seed) over seeds of ``per_seed[seed][model][key]``."""
-    values = [seed[model][key] for seed in per_seed.values()]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": spread}
+def summarise(
+    per_seed: Mapping[str, Mapping[str, Mapping[str, float]]], keys: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per model and key of ``per_seed[seed][model][key]``, the mean and the standard deviation over
+    seeds (0 for one seed)."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for model in next(iter(per_seed.values())):
+        summary[model] = {}
+        for key in keys:
+            values = [seed[model][key] for seed in per_seed.values()]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[model][key] = {"mean": statistics.fmean(values), "std": spread}
+    return summary
+
+
+def report(
+    run: Path, name: str, measure: Callable[[], dict[str, Any]], markdown: Callable[[Any], str]
+) -> None:
+    """A diagnostic's command: ``measure()``, then ``NAME.json`` and the table ``NAME.md`` beside the
+    run's ``demo.json``, the table printed; a missing run or model exits with its one line."""
+    try:
+        measured = measure()
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    (run / f"{name}.json").write_text(json.dumps(measured, indent=1))
+    table = markdown(measured)
+    (run / f"{name}.md").write_text(table)
+    print(table)

@@ -13,7 +13,6 @@ Writes ``with_helpers.json`` and ``with_helpers.md`` beside the run's ``demo.jso
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from aipo.real_rule.saved import load_saved, model_directories, over_seeds, read_run
+from aipo.real_rule.saved import load_saved, model_directories, read_run, report, summarise
 from algorithms.evaluation import evaluate, spread_problems
 
 KEYS = ("alone", "with_helpers", "consults")
@@ -51,8 +50,7 @@ def measure(run: Path) -> dict[str, Any]:
                 "with_helpers": helped.accuracy,
                 "consults": helped.consults_attempted,
             }
-    models = next(iter(per_seed.values()))
-    summary = {name: {key: over_seeds(per_seed, name, key) for key in KEYS} for name in models}
+    summary = summarise(per_seed, KEYS)
     return {
         "problems": len(problems),
         "samples": evaluation["samples"],
@@ -82,14 +80,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m aipo.real_rule.with_helpers RESULTS_DIR")
     run = Path(argv[0])
-    try:
-        measured = measure(run)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    (run / "with_helpers.json").write_text(json.dumps(measured, indent=1))
-    table = markdown(measured)
-    (run / "with_helpers.md").write_text(table)
-    print(table)
+    report(run, "with_helpers", lambda: measure(run), markdown)
 
 
 if __name__ == "__main__":
